@@ -1,0 +1,3 @@
+"""societas: an autonomous AI social researcher."""
+
+__version__ = "0.1.0"

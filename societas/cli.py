@@ -1,0 +1,74 @@
+"""`societas <verb>`: the command-line entry point.
+
+Each package contributes its own verbs (`llms.cli`, `simulator.cli`, ...); this module only
+assembles them and turns user errors into one line on stderr.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import typer
+
+from societas.errors import SocietasError
+
+app = typer.Typer(
+    name="societas",
+    help=(
+        "An autonomous AI social researcher.\n\n"
+        "Give it a research topic; it designs an agent-based simulation experiment, runs it,\n"
+        "analyses the data and writes a reviewed report. Everything runs offline on an\n"
+        "embedded model by default; --llm points it at vLLM or any OpenAI-compatible server."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _root(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug detail to stderr."),
+) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+
+
+def _register() -> None:
+    from llms.cli import app as llm_app
+    from simulator.cli import register as register_simulator
+
+    app.add_typer(llm_app, name="llm", help="Check and benchmark the LLM backends.")
+    register_simulator(app)
+
+
+def main(argv: list[str] | None = None) -> int:
+    _register()
+    try:
+        app(args=argv, standalone_mode=False)
+    except SocietasError as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        typer.secho("interrupted", fg="yellow", err=True)
+        return 130
+    except typer.Exit as exc:  # raised by --help and explicit exits
+        return exc.exit_code
+    except typer.Abort:
+        typer.secho("aborted", fg="yellow", err=True)
+        return 1
+    except Exception as exc:  # click usage errors arrive as ClickException subclasses
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            return exc.exit_code
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
