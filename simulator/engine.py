@@ -23,7 +23,8 @@ from simulator.compile import CompiledRule, CompiledScenario, QUANTITY_FIELDS
 from simulator.errors import SpecError
 from simulator.expr import CompiledExpr
 from simulator.rng import Stream
-from simulator.space import GridSpace, WellMixed, build_network
+from simulator.networks import build_network
+from simulator.space import GridSpace, WellMixed
 
 log = logging.getLogger(__name__)
 
@@ -239,9 +240,14 @@ class Simulation:
             side = max(2, int(math.ceil(math.sqrt(self.n / density))))
             return GridSpace(side, side, self.n, torus=s.torus, neighborhood=s.neighborhood,
                              seed=self._space_seed())
-        params = {"mean_degree": q["mean_degree"], "k": q["k"], "p": q["rewire"], "m": q["m"],
-                  "blocks": s.blocks, "p_in": q["p_in"], "p_out": q["p_out"],
-                  "neighborhood": s.neighborhood, "periodic": s.torus}
+        params = {
+            "complete": {},
+            "erdos_renyi": {"mean_degree": q["mean_degree"]},
+            "watts_strogatz": {"mean_degree": int(round(q["k"])), "p": q["rewire"]},
+            "barabasi_albert": {"m": int(round(q["m"]))},
+            "stochastic_block": {"blocks": s.blocks, "p_in": q["p_in"], "p_out": q["p_out"]},
+            "lattice": {"neighborhood": s.neighborhood, "periodic": s.torus},
+        }[s.network]
         return build_network(s.network, self.n, params, self._space_seed())
 
     def _space_seed(self) -> int:
