@@ -78,10 +78,11 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
         "include_dashboard": False,
         "log_to_driver": False,
         "ignore_reinit_error": True,
-        "logging_level": logging.WARNING,
+        "logging_level": logging.ERROR,
         "configure_logging": True,
     }
     if address:
+        _check_reachable(address)
         kwargs["address"] = address
     else:
         kwargs["num_cpus"] = num_cpus or os.cpu_count() or 1
@@ -93,6 +94,26 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
         raise SocietasError(
             f"could not start or join {where}: {first}",
             hint="check --ray-address / RAY_ADDRESS, or run `ray stop` to clear a stale local instance",
+        ) from None
+
+
+def _check_reachable(address: str, timeout: float = 3.0) -> None:
+    """Ray retries an unreachable head for minutes; a quick TCP probe fails in seconds instead."""
+    import socket
+
+    if address == "auto":
+        return
+    hostport = address.split("://", 1)[-1]
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise SocietasError(f"invalid Ray address {address!r}",
+                            hint="give host:port (e.g. 10.0.0.5:6379), ray://host:10001, or auto")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise SocietasError(
+            f"could not start or join the cluster at {address}: {exc.strerror or exc}",
+            hint="check that the head node runs (`ray start --head`) and the address is right",
         ) from None
 
 

@@ -17,8 +17,8 @@ app = typer.Typer(
     name="societas",
     help=(
         "An autonomous AI social researcher.\n\n"
-        "Give it a research topic; it designs an agent-based simulation experiment, runs it,\n"
-        "analyses the data and writes a reviewed report. Everything runs offline on an\n"
+        "Give it a research topic; it designs an agent-based simulation experiment, runs it, "
+        "analyses the data and writes a reviewed report. Everything runs offline on an "
         "embedded model by default; --llm points it at vLLM or any OpenAI-compatible server."
     ),
     no_args_is_help=True,
