@@ -1,0 +1,120 @@
+"""The Markdown report, the source of truth: prose with facts and figure numbers filled in, tables.
+
+The report lives at `<run>/report/vN/report.md` and figure paths are relative to `<run>`, so
+images are linked as `../../<figure.path>`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+from reports.models import FACT_RE, FIGURE_RE, SECTION_TITLES, Fact, Figure, Report, Verdict, format_number
+
+RUN_FROM_REPORT = "../../"  # from <run>/report/vN/ back to <run>/
+
+
+def figure_numbers(figures: Sequence[Figure]) -> dict[str, int]:
+    """Figures are numbered 1, 2, ... in the order the report lists them."""
+    return {f.id: n for n, f in enumerate(figures, start=1)}
+
+
+def substitute(text: str, facts: Iterable[Fact] | Mapping[str, Fact], figures: Sequence[Figure] | None = None) -> str:
+    """Fill `{{F3}}` with the fact's value and interval; with `figures`, `[Figure fig1]` with `Figure 1`."""
+    by_id = facts if isinstance(facts, Mapping) else {f.id: f for f in facts}
+
+    def fact(m) -> str:
+        found = by_id.get(m.group(1))
+        return found.render() if found else f"[missing fact {m.group(1)}]"
+
+    text = FACT_RE.sub(fact, text)
+    if figures is None:
+        return text
+    numbers = figure_numbers(figures)
+
+    def figure(m) -> str:
+        n = numbers.get(m.group(1))
+        return f"Figure {n}" if n else f"[missing figure {m.group(1)}]"
+
+    return FIGURE_RE.sub(figure, text)
+
+
+def _cell(value: object) -> str:
+    return " ".join(str(value).split()).replace("|", r"\|")
+
+
+def _table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _interval(fact: Fact) -> str:
+    if fact.ci_low is None or fact.ci_high is None:
+        return "—"
+    return f"{format_number(fact.ci_low)} to {format_number(fact.ci_high)}"
+
+
+def facts_table(facts: Sequence[Fact]) -> str:
+    """Every fact with its interval, sample size and origin; empty when there are none."""
+    if not facts:
+        return ""
+    rows = (
+        (
+            f.id,
+            f.description,
+            format_number(f.value) + (f" {f.unit}" if f.unit else ""),
+            _interval(f),
+            "—" if f.n is None else f.n,
+            f.source,
+        )
+        for f in facts
+    )
+    return _table(("id", "description", "value", "95% CI", "n", "source"), rows)
+
+
+def verdicts_table(verdicts: Sequence[Verdict], facts: Iterable[Fact] | Mapping[str, Fact] = ()) -> str:
+    """One row per hypothesis; placeholders in the reasons are filled from `facts`."""
+    if not verdicts:
+        return ""
+    rows = ((f"{v.hypothesis_id}: {v.statement}", v.verdict, substitute(v.reason, facts)) for v in verdicts)
+    return _table(("hypothesis", "verdict", "reason"), rows)
+
+
+def figure_markdown(figure: Figure, number: int) -> str:
+    path = figure.path if figure.path.startswith("/") else RUN_FROM_REPORT + figure.path.removeprefix("./")
+    target = f"<{path}>" if any(c.isspace() for c in path) else path
+    caption = " ".join(figure.caption.split())
+    return f"![Figure {number}: {caption}]({target})\n\n*Figure {number}: {caption}*"
+
+
+def _figures(report: Report) -> list[str]:
+    return [figure_markdown(f, n) for n, f in enumerate(report.figures, start=1)]
+
+
+def _tables(report: Report) -> list[str]:
+    parts = []
+    if report.facts:
+        parts += ["### Facts", facts_table(report.facts)]
+    if report.verdicts:
+        parts += ["### Hypothesis verdicts", verdicts_table(report.verdicts, report.fact_map())]
+    return parts
+
+
+def render_markdown(report: Report) -> str:
+    """The whole report. Results gets the figures after its prose and the tables after its generated
+    part; when the report has no Results section one is appended, so no figure or fact is lost."""
+    facts = report.fact_map()
+    parts = [f"# {report.title}"]
+    for section in report.sections:
+        parts.append(f"## {section.title}")
+        parts.append(substitute(section.body, facts, report.figures).strip())
+        if section.key == "results":
+            parts += _figures(report)
+        parts.append(substitute(section.generated, facts, report.figures).strip())
+        if section.key == "results":
+            parts += _tables(report)
+    if report.section("results") is None and (report.figures or report.facts or report.verdicts):
+        parts.append(f"## {SECTION_TITLES['results']}")
+        parts += _figures(report)
+        parts += _tables(report)
+    return "\n\n".join(p for p in parts if p) + "\n"

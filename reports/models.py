@@ -1,0 +1,156 @@
+"""The report's data: facts computed by code, figures, sections of prose, verdicts, reviews.
+
+Prose refers to facts by placeholder (`{{F3}}`) and to figures by `[Figure fig1]`; the
+renderer fills both in. Numbers therefore enter a report only through `Fact`s, each of which
+names where in the data it came from.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SECTION_KEYS = (
+    "abstract",
+    "introduction",
+    "background",
+    "design",
+    "results",
+    "discussion",
+    "limitations",
+    "conclusion",
+    "reproducibility",
+)
+SECTION_TITLES = {
+    "abstract": "Abstract",
+    "introduction": "Introduction and research questions",
+    "background": "Background",
+    "design": "Simulation design",
+    "results": "Results",
+    "discussion": "Discussion",
+    "limitations": "Limitations",
+    "conclusion": "Conclusion",
+    "reproducibility": "Reproducibility",
+}
+FACT_RE = re.compile(r"\{\{\s*(F\d+)\s*\}\}")
+FIGURE_RE = re.compile(r"\[Figure\s+(fig\d+)\]")
+
+VerdictKind = Literal["supported", "refuted", "inconclusive", "untestable"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def format_number(x: float, digits: int = 3) -> str:
+    """A compact, stable rendering used everywhere a fact's value is printed."""
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "n/a"
+    if x == 0:
+        return "0"
+    if float(x).is_integer() and abs(x) < 1e6:
+        return str(int(x))
+    return f"{x:.{digits}g}"
+
+
+class Fact(_Model):
+    """One number in the report, with its uncertainty and its origin in the data."""
+
+    id: str = Field(pattern=r"^F\d+$")
+    description: str
+    value: float
+    ci_low: float | None = None
+    ci_high: float | None = None
+    n: int | None = None
+    unit: str = ""
+    source: str = Field(description="Where it comes from, e.g. 'final.parquet: metric=gini, condition=m=1, mean over 5 seeds'.")
+
+    def render(self) -> str:
+        text = format_number(self.value) + (f" {self.unit}" if self.unit else "")
+        if self.ci_low is not None and self.ci_high is not None and self.ci_low != self.ci_high:
+            text += f" (95% CI {format_number(self.ci_low)} to {format_number(self.ci_high)}"
+            text += f", n = {self.n})" if self.n else ")"
+        return text
+
+
+class Figure(_Model):
+    id: str = Field(pattern=r"^fig\d+$")
+    path: str = Field(description="Relative to the run folder, e.g. figures/timeseries_clusters.png.")
+    caption: str
+    kind: Literal["timeseries", "sweep", "other"] = "other"
+
+
+class Verdict(_Model):
+    """What the statistics say about one hypothesis (computed, never written by the LLM)."""
+
+    hypothesis_id: str
+    statement: str
+    verdict: VerdictKind
+    reason: str
+    parameter: str | None = None
+    metric: str | None = None
+    fact_ids: list[str] = Field(default_factory=list)
+
+
+class Section(_Model):
+    key: str
+    title: str
+    body: str = Field("", description="Prose (LLM-written) with {{F1}} fact placeholders and [Figure fig1] references.")
+    generated: str = Field("", description="Code-made Markdown (tables, lists) appended after the prose; trusted.")
+
+
+class Report(_Model):
+    version: int = Field(ge=1)
+    title: str
+    sections: list[Section]
+    facts: list[Fact] = Field(default_factory=list)
+    figures: list[Figure] = Field(default_factory=list)
+    verdicts: list[Verdict] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list, description="What happened while writing (fallbacks, repairs).")
+
+    def section(self, key: str) -> Section | None:
+        return next((s for s in self.sections if s.key == key), None)
+
+    def fact_map(self) -> dict[str, Fact]:
+        return {f.id: f for f in self.facts}
+
+
+class RubricScores(_Model):
+    soundness: int = Field(ge=1, le=5, description="Claims follow from the facts.")
+    insight: int = Field(ge=1, le=5)
+    structure: int = Field(ge=1, le=5)
+    content: int = Field(ge=1, le=5)
+    utility: int = Field(ge=1, le=5)
+    overall: int = Field(ge=1, le=5)
+
+
+class SectionComment(_Model):
+    section: str
+    comment: str
+    priority: int = Field(2, ge=1, le=3, description="1 = must fix, 3 = nice to have.")
+    source: Literal["check", "reviewer", "human"] = "reviewer"
+
+
+class CheckResult(_Model):
+    name: str
+    ok: bool
+    section: str | None = None
+    message: str = ""
+
+
+class Review(_Model):
+    version: int
+    scores: RubricScores | None = None
+    comments: list[SectionComment] = Field(default_factory=list)
+    checks: list[CheckResult] = Field(default_factory=list)
+    reviewer: str = ""
+
+    @property
+    def checks_pass(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+    def sections_to_revise(self) -> list[str]:
+        return sorted({c.section for c in self.comments if c.priority <= 2})
