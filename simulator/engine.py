@@ -349,20 +349,24 @@ class Simulation:
         rows = self._select(rule, rows)
         if len(rows) == 0:
             return
-        ctx = _Ctx(self, rows, None, rid)
+        # A rule that reaches every agent evaluates on whole arrays: no gathers, no CSR row copies.
+        target = None if rows is self.all_ids else rows
+        ctx = _Ctx(self, target, None, rid)
         self._locals(rule, ctx)
         if rule.kind == "update":
             new = {a: e(ctx) for a, e in rule.effects.items()}
             for a, v in new.items():
-                self._assign(a, rows, v)
+                self._assign(a, target, v)
         elif rule.kind == "transition":
             p = rule.probability(ctx)
             u = self.stream(rid, SLOT_TRANSITION).uniform(rows)
             self.attrs[rule.attribute][rows[u < p]] = rule.to_code
         elif rule.kind == "move":
-            cells = self.space.width * self.space.height
+            # Priorities only for the cells that can be taken: the same values, far fewer draws.
+            empty = np.flatnonzero(self.space.occupant < 0)
+            cell_prio = np.zeros(self.space.n_cells)
+            cell_prio[empty] = self.stream(rid, SLOT_MOVE_CELLS).uniform(empty)
             prio = self.stream(rid, SLOT_MOVE).uniform(rows)
-            cell_prio = self.stream(rid, SLOT_MOVE_CELLS).uniform(np.arange(cells, dtype=np.int64))
             self.space.move_to_empty(rows, prio, cell_prio)
         elif rule.kind == "decide":
             self._decide(rule, rows, ctx)
