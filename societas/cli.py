@@ -39,8 +39,10 @@ def _root(
 
 def _register() -> None:
     from llms.cli import app as llm_app
+    from researcher.cli import register as register_researcher
     from simulator.cli import register as register_simulator
 
+    register_researcher(app)
     app.add_typer(llm_app, name="llm", help="Check and benchmark the LLM backends.")
     register_simulator(app)
 

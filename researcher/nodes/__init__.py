@@ -1,0 +1,1 @@
+"""Pipeline stages: one module per node, each a function (state, runtime) -> partial update."""

@@ -1,0 +1,24 @@
+"""design_experiment: a library scenario (or a generated, validated spec), a sweep, seeds."""
+
+from __future__ import annotations
+
+from researcher.design import design_experiment as make_design
+from researcher.nodes._stage import emit, stage
+from researcher.schemas import ResearchPlan
+from researcher.state import Deps, ResearchConfig, ResearchState
+from societas.runs import atomic_write_json, atomic_write_text
+
+
+@stage("design_experiment")
+def design_experiment(state: ResearchState, deps: Deps) -> dict:
+    plan = ResearchPlan.model_validate(state["plan"])
+    config = ResearchConfig.model_validate(state["config"])
+    design, spec = make_design(plan, deps.llms.researcher, seeds=config.seeds, steps=config.steps,
+                               agents=config.agents, allow_generate=config.allow_generate,
+                               on_event=lambda msg: emit("design_experiment", msg))
+    atomic_write_text(deps.run_dir / "scenario.yaml", spec.to_yaml())
+    atomic_write_json(deps.run_dir / "design.json", design.model_dump(mode="json"))
+    notes = [f"Experiment design fallback: {design.fallback_reason}"] if design.fallback_reason else []
+    emit("design_experiment", f"scenario {design.scenario}, sweeping {design.swept_parameter} over "
+         f"{len(design.values)} values x {len(design.seeds)} seeds")
+    return {"design": design.model_dump(mode="json"), "notes": notes}

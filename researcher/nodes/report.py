@@ -1,0 +1,196 @@
+"""write_report, review_report, revise_report, finalize: the report and its review loop."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+import prompts
+from llms.errors import LLMError
+from reports.checks import comments_from_checks, run_checks
+from reports.markdown import substitute
+from reports.models import SECTION_KEYS, SECTION_TITLES, Report, Review, RubricScores, Section, SectionComment
+from researcher.analysis import Findings
+from researcher.nodes._stage import emit, stage
+from researcher.schemas import ExperimentDesign, ResearchPlan
+from researcher.state import Deps, ResearchConfig, ResearchState
+from researcher.writing import (
+    WritingContext,
+    build_sections,
+    generated_markdown,
+    load_report,
+    report_dir,
+    save_report,
+    write_prose,
+)
+from simulator.spec import load_spec
+from societas.runs import atomic_write_json, atomic_write_text
+
+log = logging.getLogger(__name__)
+
+
+def writing_context(state: ResearchState, deps: Deps) -> WritingContext:
+    models = getattr(deps.llms, "describe", lambda: {})()
+    labels = {role: f"{info.get('model') or 'unknown model'} via {info.get('backend', 'unknown backend')}"
+              for role, info in models.items()}
+    return WritingContext(
+        topic=state["topic"],
+        plan=ResearchPlan.model_validate(state["plan"]),
+        design=ExperimentDesign.model_validate(state["design"]),
+        spec=load_spec(deps.run_dir / "scenario.yaml"),
+        findings=Findings.model_validate_json((deps.run_dir / "findings.json").read_text()),
+        run_dir=deps.run_dir,
+        config=state["config"],
+        notes=list(dict.fromkeys(state.get("notes", []))),
+        models={**labels, "agents_mode": "rule-based decisions; no LLM agents in this experiment"},
+    )
+
+
+def _report(version: int, ctx: WritingContext, sections, notes) -> Report:
+    f = ctx.findings
+    return Report(version=version, title=ctx.plan.title, sections=sections, facts=f.facts, figures=f.figures,
+                  verdicts=f.verdicts, notes=notes)
+
+
+@stage("write_report")
+def write_report(state: ResearchState, deps: Deps) -> dict:
+    ctx = writing_context(state, deps)
+    emit("write_report", f"writing {len(SECTION_KEYS)} sections")
+    sections, notes = build_sections(deps.llms.researcher, ctx)
+    report = _report(1, ctx, sections, notes)
+    path = save_report(report, deps.run_dir)
+    emit("write_report", f"version 1 at {path.relative_to(deps.run_dir)}")
+    return {"report_version": 1, "review_round": 0, "reviews": []}
+
+
+class _ReviewComment(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    section: Literal[SECTION_KEYS]  # type: ignore[valid-type]
+    comment: str = Field(min_length=1)  # no maxLength: see researcher.schemas on llama.cpp grammars
+    priority: int = Field(2, ge=1, le=3)
+
+
+ReviewOutput = create_model(
+    "ReviewOutput",
+    __base__=RubricScores,
+    comments=(list[_ReviewComment], Field(default_factory=list, max_length=4)),
+)
+
+
+def review_digest(report: Report, per_section: int = 400) -> str:
+    """What the reviewer reads: the title, each section's prose (clipped) and the verdicts.
+
+    The tables and lists are code-made and already checked; a short prompt keeps a small model's
+    context for the task and its answer.
+    """
+    parts = [f"Title: {report.title}"]
+    for s in report.sections:
+        body = substitute(s.body, report.facts, report.figures).strip() or "(no prose)"
+        parts.append(f"## {s.title}\n{body[:per_section]}")
+    parts.append("Verdicts: " + "; ".join(f"{v.hypothesis_id} {v.verdict}" for v in report.verdicts))
+    return "\n".join(parts)
+
+
+def llm_review(llm, report: Report, failed: list[str]) -> tuple[RubricScores | None, list[SectionComment], str]:
+    try:
+        out = llm.complete(prompts.messages("review_report", report=review_digest(report),
+                                            checks="\n".join(failed) or "none", sections=", ".join(SECTION_KEYS)),
+                           schema=ReviewOutput, role="reviewer", max_tokens=400)
+    except LLMError as exc:
+        return None, [], f"The reviewer model gave no valid review ({exc.message})."
+    scores = RubricScores(**{k: getattr(out, k) for k in RubricScores.model_fields})
+    comments = [SectionComment(section=c.section, comment=c.comment, priority=c.priority) for c in out.comments]
+    return scores, comments, ""
+
+
+@stage("review_report")
+def review_report(state: ResearchState, deps: Deps) -> dict:
+    version = state["report_version"]
+    report = load_report(deps.run_dir, version)
+    plan = ResearchPlan.model_validate(state["plan"])
+    ctx_allowed = writing_context(state, deps).allowed_numbers()
+    checks = run_checks(report, [h.id for h in plan.hypotheses], allowed_numbers=ctx_allowed)
+    failed = [f"{c.name} ({c.section}): {c.message}" for c in checks if not c.ok]
+    emit("review_report", f"version {version}: {len(checks) - len(failed)}/{len(checks)} checks pass")
+    scores, comments, note = llm_review(deps.llms.reviewer, report, failed)
+    review = Review(version=version, scores=scores, comments=comments_from_checks(checks) + comments, checks=checks,
+                    reviewer=str(getattr(deps.llms.reviewer, "label", "reviewer")))
+    atomic_write_text(report_dir(deps.run_dir, version) / "review.json", review.model_dump_json(indent=2))
+    if scores:
+        emit("review_report", f"version {version}: overall {scores.overall}/5")
+    return {"reviews": [*state.get("reviews", []), review.model_dump(mode="json")],
+            "review_round": state.get("review_round", 0) + 1, "notes": [note] if note else []}
+
+
+def after_review(state: ResearchState) -> str:
+    """Revise while rounds are left, the bar is not reached and scores still improve."""
+    config = ResearchConfig.model_validate(state["config"])
+    reviews = [Review.model_validate(r) for r in state.get("reviews", [])]
+    last = reviews[-1]
+    revisions_done = state.get("review_round", 1) - 1
+    if revisions_done >= config.review_rounds or not last.sections_to_revise():
+        return "finalize"
+    score = last.scores.overall if last.scores else 0
+    if last.checks_pass and score >= config.score_bar:
+        return "finalize"
+    if len(reviews) >= 2 and last.checks_pass and reviews[-2].scores and score <= reviews[-2].scores.overall:
+        return "finalize"  # plateau
+    return "revise_report"
+
+
+@stage("revise_report")
+def revise_report(state: ResearchState, deps: Deps) -> dict:
+    version = state["report_version"]
+    report = load_report(deps.run_dir, version)
+    review = Review.model_validate(state["reviews"][-1])
+    ctx = writing_context(state, deps)
+    targets = review.sections_to_revise()
+    notes: list[str] = []
+    sections = []
+    for section in report.sections:
+        if section.key not in targets:
+            sections.append(section)  # untouched: byte-identical
+            continue
+        comment = " ".join(c.comment for c in review.comments if c.section == section.key)
+        emit("revise_report", f"revising {SECTION_TITLES.get(section.key, section.key)}")
+        prose, n = write_prose(deps.llms.researcher, section.key, ctx, comment=comment, previous=section.body)
+        notes += n
+        sections.append(section.model_copy(update={"body": prose or section.body,
+                                                   "generated": generated_markdown(section.key, ctx)}))
+    present = {s.key for s in sections}
+    for key in SECTION_KEYS:  # a missing section flagged by the checks is written afresh
+        if key not in present:
+            prose, n = write_prose(deps.llms.researcher, key, ctx)
+            sections.append(Section(key=key, title=SECTION_TITLES[key], body=prose,
+                                    generated=generated_markdown(key, ctx)))
+    sections.sort(key=lambda s: SECTION_KEYS.index(s.key) if s.key in SECTION_KEYS else len(SECTION_KEYS))
+    new = report.model_copy(update={"version": version + 1, "sections": sections, "notes": report.notes + notes})
+    save_report(new, deps.run_dir)
+    return {"report_version": version + 1}
+
+
+def best_version(reviews: list[Review]) -> int:
+    """The version with passing checks and the highest overall score; the latest among equals."""
+    def key(r: Review):
+        return (r.checks_pass, r.scores.overall if r.scores else 0, r.version)
+    return max(reviews, key=key).version
+
+
+@stage("finalize")
+def finalize(state: ResearchState, deps: Deps) -> dict:
+    reviews = [Review.model_validate(r) for r in state.get("reviews", [])]
+    latest = state["report_version"]
+    reviewed = {r.version for r in reviews}
+    chosen = best_version(reviews) if latest in reviewed or not reviews else latest
+    final = deps.run_dir / "report" / "final"
+    tmp = final.with_name(".final.tmp")
+    if tmp.is_symlink() or tmp.exists():
+        tmp.unlink()
+    os.symlink(f"v{chosen}", tmp)
+    os.replace(tmp, final)
+    atomic_write_json(deps.run_dir / "report" / "final.json", {"version": chosen})
+    emit("finalize", f"final report: report/v{chosen}/report.md")
+    return {"final_version": chosen}

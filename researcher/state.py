@@ -1,0 +1,83 @@
+"""The pipeline's state and its run-time dependencies.
+
+State holds small serialisable things (the topic, the config, the plan, the design, *paths*
+to data, versions, reviews, counters); it is checkpointed after every node. Dependencies that
+cannot be checkpointed (LLM clients, the run folder, the progress sink) travel in `Deps`, the
+graph's run-time context, rebuilt from the manifest on `resume`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import operator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Callable, TypedDict
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from societas.runs import RunFolder
+
+MAX_TOPIC_CHARS = 2000
+
+
+class ResearchConfig(BaseModel):
+    """Everything that shapes a run; hashed into the manifest and the reproducibility section."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    seeds: int = Field(5, ge=2, le=100)
+    steps: int | None = Field(None, ge=1, le=100_000)
+    agents: int | None = Field(None, ge=10, le=10_000_000)
+    review_rounds: int = Field(2, ge=0, le=10)
+    score_bar: int = Field(4, ge=1, le=5)
+    llm: str | None = None
+    agents_llm: str | None = None
+    reviewer_llm: str | None = None
+    model_path: str | None = None
+    ray_address: str | None = None
+    use_ray: bool = True
+    allow_generate: bool = True
+    max_extra_seed_rounds: int = Field(1, ge=0, le=3)
+
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(self.model_dump(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _merge(a: dict | None, b: dict | None) -> dict:
+    return {**(a or {}), **(b or {})}
+
+
+class ResearchState(TypedDict, total=False):
+    topic: str
+    config: dict[str, Any]
+    plan: dict[str, Any]
+    design: dict[str, Any]
+    simulation: dict[str, Any]
+    extra_seed_rounds: int
+    findings_path: str
+    report_version: int
+    reviews: list[dict[str, Any]]
+    review_round: int
+    human_feedback: dict[str, Any]
+    final_version: int
+    notes: Annotated[list[str], operator.add]
+    timings: Annotated[dict[str, float], _merge]
+    tokens: Annotated[dict[str, dict[str, Any]], _merge]
+
+
+Emit = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class Deps:
+    """What nodes need besides the state; the graph's run-time context (never checkpointed)."""
+
+    folder: RunFolder
+    llms: Any  # llms.roles.LLMSet (or a test double with the same surface)
+    emit: Emit = field(default=lambda event: None)
+
+    @property
+    def run_dir(self) -> Path:
+        return self.folder.path
