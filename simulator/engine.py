@@ -127,7 +127,17 @@ class _Ctx:
 
     def neighbor_reduce(self, values_all: np.ndarray, op: str, slot: int | None = None) -> np.ndarray:
         u = self.draw(slot if slot is not None else SLOT_MATCH - 1) if op == "random" else None
-        return self.sim.space.neighbor_reduce(np.asarray(values_all), op, self.rows, u)
+        # Rows covering everyone in order are "all": the same values without the row gathers.
+        rows = None if self.rows is self.sim.all_ids else self.rows
+        return self.sim.space.neighbor_reduce(np.asarray(values_all), op, rows, u)
+
+    def memo(self, key, compute: Callable[[], object]):
+        """``compute()``, or its value from earlier in the same state for the same rows.
+
+        For deterministic neighbor functions and aggregates (see `Simulation.memo`); ``key`` must
+        identify the computation completely apart from the state and the rows.
+        """
+        return self.sim.memo(key, self.rows, compute)
 
     def regions(self, keys_all: np.ndarray) -> float:
         return float(self.sim.space.largest_region(keys_all))
@@ -173,6 +183,10 @@ class Simulation:
         self.env: dict[str, float] = {"step": 0.0, "n_agents": 0.0}
         self.env_overrides: dict[str, float] = {}
         self.decisions = {"fallback": 0, "llm": 0}
+        # State version: incremented by every write to the agents' attributes or positions
+        # (`touch`); memoized neighbor reductions and aggregates are valid for one version.
+        self.version = 0
+        self._memo: dict = {}
 
         pctx = _ParamsCtx(self.params)
         n_total = population if population is not None else _scalar(compiled.population, pctx)
@@ -294,6 +308,38 @@ class Simulation:
             arr[:] = values
         else:
             arr[rows] = values
+        self.touch()
+
+    # --- memo of deterministic neighbor reductions and aggregates ----------------------------
+    def touch(self) -> None:
+        """Mark the state as changed: every write to ``attrs`` or the space must call this.
+
+        The engine does for each of its writes (assignments, transitions, moves, decision
+        records, pairwise effects); code that writes ``sim.attrs`` or moves agents directly
+        must call it too, or memoized values go stale.
+        """
+        self.version += 1
+        if self._memo:
+            self._memo.clear()
+
+    def memo(self, key, rows: np.ndarray | None, compute: Callable[[], object]):
+        """``compute()`` for (key, state version, rows), computed once per state.
+
+        ``rows`` is compared by identity (None and ``all_ids`` are both "everyone"); the cache
+        keeps a reference to it, so an id is never reused while its entry lives. Array values
+        are made read-only: they are shared by every caller in the same state. Only pure
+        functions of the state, the parameters and the environment may be memoized (no draws).
+        """
+        everyone = rows is None or rows is self.all_ids
+        k = (key, self.version, None if everyone else id(rows))
+        hit = self._memo.get(k)
+        if hit is not None and (everyone or hit[0] is rows):
+            return hit[1]
+        value = compute()
+        if isinstance(value, np.ndarray):
+            value.flags.writeable = False
+        self._memo[k] = (None if everyone else rows, value)
+        return value
 
     # --- one step ------------------------------------------------------------------------
     def step(self) -> None:
@@ -361,6 +407,7 @@ class Simulation:
             p = rule.probability(ctx)
             u = self.stream(rid, SLOT_TRANSITION).uniform(rows)
             self.attrs[rule.attribute][rows[u < p]] = rule.to_code
+            self.touch()
         elif rule.kind == "move":
             # Priorities only for the cells that can be taken: the same values, far fewer draws.
             empty = np.flatnonzero(self.space.occupant < 0)
@@ -368,6 +415,7 @@ class Simulation:
             cell_prio[empty] = self.stream(rid, SLOT_MOVE_CELLS).uniform(empty)
             prio = self.stream(rid, SLOT_MOVE).uniform(rows)
             self.space.move_to_empty(rows, prio, cell_prio)
+            self.touch()
         elif rule.kind == "decide":
             self._decide(rule, rows, ctx)
 
@@ -434,6 +482,7 @@ class Simulation:
             codes = np.asarray(rule.record_codes, dtype=np.int64)
             ok = choice >= 0
             self.attrs[rule.record][rows[ok]] = codes[choice[ok]]
+            self.touch()
 
     # --- observation -------------------------------------------------------------------
     def measure(self) -> np.ndarray:

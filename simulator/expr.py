@@ -190,7 +190,9 @@ class CompiledExpr:
             values = values.astype(bool, copy=False)
         if values.shape != (ctx.size,):
             return np.broadcast_to(values, (ctx.size,)).copy()
-        return values.copy() if self._copy and values is value else values
+        if (self._copy and values is value) or not values.flags.writeable:  # memoized: shared
+            return values.copy()
+        return values
 
 
 def describe_language() -> str:
@@ -907,6 +909,9 @@ class _Compiler:
                 return impl(ctx, np.ones(population.size), slot)
             return impl(ctx, _full(argument.fn(population), population.size), slot)
 
+        memo = None if function.draws else self.memo_key(("neighbor", function.name), nodes)
+        if memo is not None:
+            fn = _memoized(fn, *memo, population=False)
         reads = frozenset()
         if argument is not None:
             self.reads_all.update(argument.reads)
@@ -939,7 +944,54 @@ class _Compiler:
                     evaluated.append(float(value))
             return impl(ctx, *evaluated)
 
+        memo = self.memo_key(("aggregate", function.name), nodes)
+        if memo is not None:
+            fn = _memoized(fn, *memo, population=True)
         return _Typed(NUMBER, fn, node)
+
+    def memo_key(self, head: tuple, nodes) -> tuple[tuple, tuple[str, ...], tuple[str, ...]] | None:
+        """What identifies a neighbor function's or aggregate's value besides the state and rows:
+        ``(key, params read, env read)``, the key holding the canonical source (AST dump) of its
+        arguments; None when it must not be memoized (random draws or rule-local variables)."""
+        params, env = set(), set()
+        for root in nodes:
+            if root is None:
+                continue
+            for sub in ast.walk(root):
+                if isinstance(sub, ast.Call):
+                    called = FUNCTIONS.get(sub.func.id) if isinstance(sub.func, ast.Name) else None
+                    if called is None or called.draws or called.kind == RANDOM:
+                        return None
+                elif isinstance(sub, ast.Name) and sub.id in self.names.locals:
+                    return None
+                elif isinstance(sub, ast.Attribute) and isinstance(sub.value, ast.Name):
+                    if sub.value.id == "params":
+                        params.add(sub.attr)
+                    elif sub.value.id == "env":
+                        env.add(sub.attr)
+                    elif sub.value.id == "other":
+                        return None
+        source = tuple(None if n is None else ast.dump(n) for n in nodes)
+        return (*head, source), tuple(sorted(params)), tuple(sorted(env))
+
+
+def _memoized(fn: Callable, key: tuple, params: tuple[str, ...], env: tuple[str, ...],
+              population: bool) -> Callable:
+    """``fn`` through the context's ``memo`` (when it has one), keyed by ``key`` and the values
+    of the parameters and environment variables it reads. Aggregates (``population``) do not
+    depend on the rows, so they are memoized on the population context."""
+
+    def memoized(ctx):
+        where = ctx.population() if population else ctx
+        memo = getattr(where, "memo", None)
+        if memo is None:
+            return fn(ctx)
+        full_key = key
+        if params or env:
+            full_key = (key, tuple(ctx.param(p) for p in params), tuple(ctx.env(e) for e in env))
+        return memo(full_key, lambda: fn(ctx))
+
+    return memoized
 
 
 def _fill_missing(reduced: np.ndarray, own: Callable, ctx) -> np.ndarray:

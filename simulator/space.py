@@ -3,7 +3,9 @@
 Agents are the integer ids ``0..n-1``; every method takes and returns numpy arrays. The three
 spaces share one interface, :class:`Space`. Networks and grids both reduce to a neighbor list
 in CSR form (``indptr``, ``indices``), so every operation is written once, in
-:class:`_NeighborLists`; the grid rebuilds its lists only after agents move.
+:class:`_NeighborLists`. The grid computes sum/mean/count/same on the cell grid instead (a
+stencil of shifted views, bit-identical to the lists' results) and builds its lists only when
+another operation needs them, once per arrangement of agents.
 
 Random choices come in as uniforms the engine draws from ``rng.Stream`` per agent (or per
 cell), so every result is a pure function of the state and those draws, however the agents
@@ -349,7 +351,8 @@ class GridSpace(_NeighborLists):
         self.occupant[self.cell_of] = np.arange(n_agents, dtype=index_dtype)
         if np.count_nonzero(self.occupant >= 0) != n_agents:
             raise ValueError("two agents cannot share a cell")
-        self._cache = None
+        self._cache = None  # CSR lists, built on demand (random, matching, regions, max/min)
+        self._occupancy = None  # padded occupied-cell grid and neighbor count per cell
 
     def __repr__(self) -> str:
         return (
@@ -404,7 +407,128 @@ class GridSpace(_NeighborLists):
         self.cell_of[moved] = targets
         self.occupant[targets] = moved
         self._cache = None
+        self._occupancy = None
         return np.sort(moved)
+
+    # -- stencil reductions: shifted views of the cell grid, no neighbor lists -------------------
+
+    def degree(self, rows=None) -> np.ndarray:
+        rows = _as_rows(rows)
+        cells = self.cell_of if rows is None else self.cell_of[rows]
+        return self._occupied()[1][cells].astype(np.int64)
+
+    def neighbor_reduce(self, values, op: str, rows=None, u=None) -> np.ndarray:
+        """As :meth:`_NeighborLists.neighbor_reduce`, with the same results bit for bit: sum,
+        mean, count and same run on the cell grid (sums accumulate in neighbor-offset order, the
+        CSR lists' order, adding exact zeros for empty cells; same counts in integers), the
+        others on the neighbor lists."""
+        if op not in ("sum", "mean", "count", "same"):
+            return super().neighbor_reduce(values, op, rows, u)
+        _check_op(op, u)
+        rows = _as_rows(rows)
+        if op == "count":
+            return self.degree(rows).astype(np.float64)
+        values = np.asarray(values)
+        if values.shape != (self.n,):
+            raise ValueError(f"values must have shape ({self.n},), got {values.shape}")
+        if rows is not None and rows.size * 3 < self.n:
+            return self._reduce_rows(values, op, rows)
+        cells = self.cell_of if rows is None else self.cell_of[rows]
+        deg = self._occupied()[1][cells].astype(np.int64)
+        if op == "same":
+            found = self._count_equal(values)[cells].astype(np.int64)
+        else:
+            found = self._sum_cells(values.astype(np.float64, copy=False))[cells]
+            if op == "sum":
+                return found
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(deg > 0, found / np.maximum(deg, 1), np.nan)
+
+    def _occupied(self) -> tuple[np.ndarray, np.ndarray]:
+        """(padded grid of occupied cells, number of occupied neighbor cells per cell (flat))."""
+        if self._occupancy is None:
+            present = self._padded((self.occupant >= 0).reshape(self.height, self.width), False)
+            count = np.zeros((self.height, self.width), dtype=np.uint8)
+            for view in self._views(present):
+                count += view
+            self._occupancy = (present, count.reshape(-1))
+        return self._occupancy
+
+    def _padded(self, grid: np.ndarray, fill) -> np.ndarray:
+        """The grid with a one-cell border: the opposite edge on a torus, else ``fill``."""
+        if self.torus:
+            return np.pad(grid, 1, mode="wrap")
+        return np.pad(grid, 1, mode="constant", constant_values=fill)
+
+    def _views(self, padded: np.ndarray):
+        """For each neighbor offset (in order), the padded grid shifted so that ``view[y, x]`` is
+        the value at the neighbor ``(x + dx, y + dy)`` of cell ``(x, y)``."""
+        h, w = self.height, self.width
+        for dx, dy in NEIGHBORHOODS[self.neighborhood]:
+            yield padded[1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w]
+
+    def _cell_grid(self, values: np.ndarray, fill) -> np.ndarray:
+        grid = np.full(self.n_cells, fill, dtype=values.dtype)
+        grid[self.cell_of] = values
+        return grid.reshape(self.height, self.width)
+
+    def _sum_cells(self, x: np.ndarray) -> np.ndarray:
+        """Per cell, the sum of ``x`` over the agents on its neighbor cells (flat).
+
+        In offset order from 0.0, as the CSR mat-vec adds each row's neighbors; an empty cell
+        adds +0.0, which leaves every partial sum unchanged (they start at +0.0, so none is -0.0).
+        """
+        padded = self._padded(self._cell_grid(x, 0.0), 0.0)
+        total = np.zeros((self.height, self.width))
+        for view in self._views(padded):
+            total += view
+        return total.reshape(-1)
+
+    def _count_equal(self, values: np.ndarray) -> np.ndarray:
+        """Per cell, how many agents on neighbor cells have the value of the agent on the cell
+        (flat; meaningless for empty cells). Compared with ``==`` like the CSR path: NaN matches
+        nothing. Empty cells hold a value no agent has, where one fits a small dtype."""
+        grid, fill = _compact_codes(values)
+        h, w = self.height, self.width
+        count = np.zeros((h, w), dtype=np.uint8)
+        equal = np.empty((h, w), dtype=bool)
+        if fill is not None:
+            padded = self._padded(self._cell_grid(grid, fill), fill)
+            center = padded[1 : 1 + h, 1 : 1 + w]
+            for view in self._views(padded):
+                np.equal(view, center, out=equal)
+                count += equal
+        else:  # no free sentinel value: mask the empty cells
+            filler = np.zeros(1, dtype=grid.dtype)[0]
+            padded = self._padded(self._cell_grid(grid, filler), filler)
+            present = self._occupied()[0]
+            center = padded[1 : 1 + h, 1 : 1 + w]
+            for view, here in zip(self._views(padded), self._views(present)):
+                np.equal(view, center, out=equal)
+                equal &= here
+                count += equal
+        return count.reshape(-1)
+
+    def _reduce_rows(self, values: np.ndarray, op: str, rows: np.ndarray) -> np.ndarray:
+        """sum / mean / same for a few rows: gather their neighbor cells directly."""
+        cells = self.neighbor_cells(self.cell_of[rows])
+        nbrs = self.occupant[np.maximum(cells, 0)]
+        present = (cells >= 0) & (nbrs >= 0)
+        deg = present.sum(axis=1, dtype=np.int64)
+        if op == "same":
+            own = values[rows]
+            found = np.zeros(rows.size, dtype=np.int64)
+            for j in range(cells.shape[1]):
+                found += present[:, j] & (values[nbrs[:, j]] == own)
+        else:
+            x = values.astype(np.float64, copy=False)
+            found = np.zeros(rows.size)
+            for j in range(cells.shape[1]):
+                found += np.where(present[:, j], x[nbrs[:, j]], 0.0)
+            if op == "sum":
+                return found
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(deg > 0, found / np.maximum(deg, 1), np.nan)
 
     def _lists(self):
         if self._cache is None:
@@ -421,7 +545,23 @@ class GridSpace(_NeighborLists):
 
     def memory_bytes(self) -> int:
         cached = 0 if self._cache is None else sum(a.nbytes for a in self._cache[:2]) + self._cache[2].data.nbytes
+        if self._occupancy is not None:
+            cached += sum(a.nbytes for a in self._occupancy)
         return int(self.cell_of.nbytes + self.occupant.nbytes + cached)
+
+
+def _compact_codes(values: np.ndarray) -> tuple[np.ndarray, object]:
+    """``values`` for equality tests on the grid, and a fill value equal to none of them (None if
+    there is none to spare): small integers (and booleans) as int8/int16, floats with NaN."""
+    if values.dtype.kind == "f":
+        return values, np.nan
+    if values.dtype.kind in "iub" and values.size:
+        lo, hi = int(values.min()), int(values.max())
+        for dtype in (np.int8, np.int16):
+            info = np.iinfo(dtype)
+            if info.min < lo and hi <= info.max:
+                return values.astype(dtype), dtype(lo - 1)
+    return values, None
 
 
 def _check_grid(width: int, height: int, n_agents: int, torus: bool, neighborhood: str) -> None:
