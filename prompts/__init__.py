@@ -18,7 +18,7 @@ SPLIT_MARKER = "<!-- user -->"
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_]*$")
 
 
-class PromptError(KeyError):
+class PromptError(LookupError):
     """A template is missing or a variable was not given: a bug in the caller, not a user error."""
 
 

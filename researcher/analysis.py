@@ -254,7 +254,7 @@ def _convergence(data: _Data, metric: str, facts: _FactTable, notes: list[str]) 
                     "steps compared with 1% of the range over all runs and steps", n=len(settled))
     if share < 1:
         unsettled = sorted({c for (c, _), ok in settled.items() if not ok}, key=lambda c: (c not in data.conditions, data.conditions.index(c) if c in data.conditions else 0, c))
-        notes.append(f"{metric} had not settled in every run ({{{{{fid}}}}} of runs settled; unsettled in "
+        notes.append(f"{metric} had not settled in every run (share settled: {{{{{fid}}}}}; unsettled in "
                      f"{', '.join(unsettled)}): final values may still drift, and longer runs would make "
                      "them more reliable.")
 

@@ -11,6 +11,7 @@ Values, steps and agents are chosen by code, never by the LLM.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import math
 import os
@@ -124,7 +125,10 @@ def condition_name(parameter: str, value: float) -> str:
 # --- choosing the scenario ----------------------------------------------------------------------
 
 
-def _pick_scenario(plan, llm, candidates, by_name, allow_generate, notes, fallbacks, say) -> tuple[ScenarioSpec, bool]:
+def _pick_scenario(plan: ResearchPlan, llm: LLMClient | None, candidates: list[tuple[str, float]],
+                   by_name: dict[str, ScenarioSpec], allow_generate: bool, notes: list[str], fallbacks: list[str],
+                   say: Event) -> tuple[ScenarioSpec, bool]:
+    """A library scenario (the LLM's choice among close contenders) or, when none fits, a generated spec."""
     best, best_score = candidates[0]
     if best_score >= FIT_THRESHOLD:
         contenders = [n for n, score in candidates if score >= CONTENDER_RATIO * best_score]
@@ -139,7 +143,7 @@ def _pick_scenario(plan, llm, candidates, by_name, allow_generate, notes, fallba
         if spec is not None:
             notes.append(f"Generated scenario {spec.name} ({misfit}); it passed validation and a smoke run.")
             return spec, True
-        fallbacks.append(f"generated spec failed validation: {error}; used library scenario {best}")
+        fallbacks.append(f"{misfit}; {error}; used library scenario {best}")
     else:
         why = "generating specs is turned off" if not allow_generate else "no LLM can generate one"
         fallbacks.append(f"{misfit} and {why}; used library scenario {best}")
@@ -383,9 +387,12 @@ def generate_spec(plan: ResearchPlan, llm: LLMClient, *, example: ScenarioSpec,
     """A new spec that passes validation and a smoke run, with bounded repairs; (spec, "") or (None, why)."""
     messages = prompts.messages("design_generate_spec", plan=describe_plan(plan), example=example.to_yaml(),
                                 functions=describe_functions())
-    # Repairs happen here, where the semantic errors are known; the client's own would only see shape errors.
+    # Repairs happen here, where the semantic errors are known; the client's own would only see shape
+    # errors. One attempt per turn: a spec that timed out (a tiny model on a busy CPU) would time out
+    # again, and the library is a good fallback.
     writer = copy.copy(llm)
     writer.repairs = 0
+    writer.retry = dataclasses.replace(llm.retry, attempts=1)
     deadline = time.monotonic() + GENERATE_DEADLINE_S
     error = ""
     for attempt in range(1 + GENERATE_REPAIRS):
@@ -402,22 +409,20 @@ def generate_spec(plan: ResearchPlan, llm: LLMClient, *, example: ScenarioSpec,
             # The message is "<backend> gave no valid ScenarioSpec after N repair(s): <problem>"; keep the problem.
             error = one_line(exc.message.rpartition("repair(s): ")[2] or exc.message, 200)
         except LLMError as exc:  # unreachable or rejected: another turn will not help
-            return None, one_line(exc.message, 200)
+            return None, f"spec generation failed: {one_line(exc.message, 200)}"
         except SocietasError as exc:
             error = one_line(str(exc), 200)
         say(f"generated spec rejected (attempt {attempt + 1}): {error}")
         messages = [*messages, *([{"role": "assistant", "content": answer}] if answer else []),
                     {"role": "user", "content": prompts.render("design_repair_spec", error=error)}]
-    return None, error
+    return None, f"generated spec failed validation: {error}"
 
 
+# `ScenarioSpec` with a JSON Schema that llama.cpp can turn into a grammar: its converter rejects
+# the escape `\.` in a regex pattern (and the embedded server crashes on it), so escaped dots
+# become the class `[.]`, which means the same. No docstring: it would reach the model as the
+# schema's description.
 class _SpecForLLM(ScenarioSpec):
-    """`ScenarioSpec` with a JSON Schema that llama.cpp can turn into a grammar.
-
-    llama.cpp's converter rejects the escape `\\.` in a regex pattern and the embedded server
-    crashes on it, so escaped dots become the class `[.]`, which means the same.
-    """
-
     model_config = ConfigDict(title="ScenarioSpec")
 
     @classmethod

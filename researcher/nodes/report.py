@@ -6,7 +6,7 @@ import logging
 import os
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field
 
 import prompts
 from llms.errors import LLMError
@@ -66,18 +66,27 @@ def write_report(state: ResearchState, deps: Deps) -> dict:
     return {"report_version": 1, "review_round": 0, "reviews": []}
 
 
+Score = Literal[1, 2, 3, 4, 5]  # an enum, not ge/le: llama.cpp's grammar enforces enums but not integer bounds
+
+
 class _ReviewComment(BaseModel):
     model_config = ConfigDict(extra="forbid")
     section: Literal[SECTION_KEYS]  # type: ignore[valid-type]
-    comment: str = Field(min_length=1)  # no maxLength: see researcher.schemas on llama.cpp grammars
-    priority: int = Field(2, ge=1, le=3)
+    comment: str = Field(min_length=1)  # no maxLength: see llms.structured.grammar_safe
+    priority: Literal[1, 2, 3] = 2
 
 
-ReviewOutput = create_model(
-    "ReviewOutput",
-    __base__=RubricScores,
-    comments=(list[_ReviewComment], Field(default_factory=list, max_length=4)),
-)
+class ReviewOutput(BaseModel):
+    """What the reviewer model returns (the LLM-facing form of `RubricScores` plus comments)."""
+
+    model_config = ConfigDict(extra="forbid")
+    soundness: Score
+    insight: Score
+    structure: Score
+    content: Score
+    utility: Score
+    overall: Score
+    comments: list[_ReviewComment] = Field(default_factory=list, max_length=4)
 
 
 def review_digest(report: Report, per_section: int = 400) -> str:

@@ -38,15 +38,14 @@ def instance(schema: dict[str, Any], root: dict[str, Any] | None = None, choose:
         return schema["const"]
     if "enum" in schema:
         return schema["enum"][0]
-    if "default" in schema and schema.get("type") not in ("object",):
+    if "default" in schema and schema.get("type") not in ("object", "array"):
         return schema["default"]
     kind = schema.get("type")
     if isinstance(kind, list):
         kind = next((k for k in kind if k != "null"), "string")
     if kind == "object" or "properties" in schema:
         props = schema.get("properties", {})
-        required = schema.get("required", list(props))
-        return {k: instance(props[k], root, choose, k) for k in props if k in required}
+        return {k: instance(props[k], root, choose, k) for k in props}  # optional ones too: exercise them
     if kind == "array":
         item = schema.get("items", {"type": "string"})
         if "prefixItems" in schema:

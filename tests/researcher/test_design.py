@@ -232,7 +232,8 @@ def test_a_generated_spec_that_stays_invalid_is_repaired_then_falls_back(server)
 
     assert time.monotonic() - started < 10
     assert not design.generated and design.scenario == design.candidates[0][0] == spec.name
-    assert design.fallback_reason.startswith("generated spec failed validation: ")
+    assert design.fallback_reason.startswith("no library scenario fits the plan well")
+    assert "generated spec failed validation: " in design.fallback_reason
     assert "births" in design.fallback_reason and f"used library scenario {spec.name}" in design.fallback_reason
     generation = [i for i in range(server.request_count) if sent_schema(server, i).get("title") == "ScenarioSpec"]
     assert generation == list(range(1 + design_module.GENERATE_REPAIRS))
@@ -301,3 +302,15 @@ def test_a_population_written_as_an_expression_of_parameters_stays_one() -> None
 
     assert design.population == 100 and design.swept_parameter == "rate"
     assert build_experiment(design, spec).population is None  # each condition's rate sets its own count
+
+
+def test_a_generation_the_server_fails_is_not_retried_and_falls_back(server) -> None:
+    server.push(http_error(503))
+    server.default = json_reply({"parameter": "beta", "metric": "attack_rate", "testable": True})
+    design, spec = design_experiment(OFF_TOPIC, client_for(server.url))
+
+    generation = [i for i in range(server.request_count) if sent_schema(server, i).get("title") == "ScenarioSpec"]
+    assert generation == [0]
+    assert not design.generated and "spec generation failed" in design.fallback_reason
+    assert "unavailable" in design.fallback_reason
+    assert f"used library scenario {spec.name}" in design.fallback_reason

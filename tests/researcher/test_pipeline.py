@@ -150,3 +150,15 @@ def test_sigkill_during_a_stage_then_resume_gives_the_same_findings(stage, serve
             assert f"▶ {earlier}" not in resumed.stderr, f"{earlier} ran again after resume"
     assert json.loads((out / "findings.json").read_text()) == json.loads((reference_run / "findings.json").read_text())
     assert json.loads((out / "manifest.json").read_text())["status"] == "complete"
+
+
+def test_runs_lists_research_runs_with_versions_and_scores(server, tmp_path):
+    root = tmp_path / "runs"
+    start(TOPICS["sociology"], small_config(server), out=root / "20261122-000000-seg")
+    listed = subprocess.run([sys.executable, "-m", "societas.cli", "runs", "--root", str(root), "--json"],
+                            capture_output=True, text=True, timeout=120)
+    assert listed.returncode == 0, listed.stderr
+    rows = json.loads(listed.stdout)
+    assert len(rows) == 1 and rows[0]["status"] == "complete"
+    assert rows[0]["versions"] and rows[0]["final"] in rows[0]["versions"]
+    assert rows[0]["topic"].startswith("Why do neighbourhoods")
