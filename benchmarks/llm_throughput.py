@@ -37,7 +37,7 @@ class Decision(BaseModel):
     """A short agent decision, the shape the simulator sends hundreds of."""
 
     action: Literal["cooperate", "defect", "abstain"]
-    reason: str = Field(max_length=60)
+    reason: str = Field(max_length=32)  # within llms.structured.GRAMMAR_MAX_LENGTH: enforced by the grammar
 
 
 RULES = (
@@ -113,6 +113,7 @@ def main() -> None:
     layouts = [(t, r) for t in map(int, args.threads.split(",")) for r in map(int, args.replicas.split(","))]
     layouts = [(t, r) for t, r in layouts if t * r <= max(2, os.cpu_count() or 2)]  # no oversubscription
     console.print(f"model: {gguf.name}   cores: {os.cpu_count()}   decisions per level: {args.decisions}")
+    console.print("load average before: %.2f %.2f %.2f (other work on the cores skews every number)" % os.getloadavg())
     console.print("llama-cpp-python server: requests serialised per process (no n_parallel); replicas give parallelism")
 
     best_single = (0.0, None)
@@ -140,6 +141,7 @@ def main() -> None:
                     best_saturated = (rate, f"threads={threads} replicas={replicas} concurrency={level}")
         finally:
             client.backend.stop_servers()
+    console.print("load average after: %.2f %.2f %.2f" % os.getloadavg())
     console.print(f"best single stream layout: {best_single[1]}")
     console.print(f"best saturated layout: {best_saturated[1]}")
     console.print(f"single_stream_tokens_per_s: {best_single[0]:.1f}")

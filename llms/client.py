@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar, overload
@@ -180,12 +180,9 @@ class LLMClient:
             asyncio.get_running_loop()
         except RuntimeError:
             return asyncio.run(run())
-        # Called from inside an event loop (a notebook, an async node): use a fresh thread.
-        box: list[Any] = []
-        worker = threading.Thread(target=lambda: box.append(asyncio.run(run())))
-        worker.start()
-        worker.join()
-        return box[0]
+        # Called from inside an event loop (a notebook, an async node): run in a fresh thread.
+        with ThreadPoolExecutor(1) as pool:
+            return pool.submit(asyncio.run, run()).result()
 
     # -- one call, step by step ---------------------------------------------------------
 

@@ -175,7 +175,12 @@ def _run_spec(spec, param, sweep, agents, steps, seeds, out, ray_address, local,
         def progress(done: int, total: int, label: str) -> None:
             bar.update(task, completed=done, description=f"{spec.name}: {label}")
 
-        result = simulate(experiment, folder.path, ray_address=ray_address, progress=progress, use_ray=not local)
+        try:
+            result = simulate(experiment, folder.path, ray_address=ray_address, progress=progress,
+                              use_ray=not local)
+        except BaseException as exc:  # the folder must not look complete
+            folder.update_manifest(status="failed", error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            raise
     folder.update_manifest(status="complete", simulation=result.summary())
     summary = summarize(result.final, spec.metrics)
     if as_json:

@@ -11,7 +11,7 @@ from llms.backends import Dialect, Kind, parse_backend
 from llms.endpoints import Backend
 from llms.errors import ConfigError
 from llms.roles import LLMSet
-from llms.structured import response_format
+from llms.structured import grammar_safe, response_format
 from tests.doubles.scripted_openai_server import ScriptedOpenAIServer, json_reply
 from tests.llms.llm_testing import VALID, Decision
 
@@ -52,11 +52,27 @@ def test_bad_llm_values_are_user_errors_with_a_hint(text) -> None:
 
 def test_response_format_per_dialect() -> None:
     schema = Decision.model_json_schema()
-    assert response_format(Decision, Dialect.LLAMA) == {"type": "json_object", "schema": schema}
+    assert response_format(Decision, Dialect.LLAMA) == {"type": "json_object", "schema": grammar_safe(schema)}
     assert response_format(Decision, Dialect.JSON_SCHEMA, strict=True) == {
         "type": "json_schema",
         "json_schema": {"name": "Decision", "schema": schema, "strict": True},
     }
+
+
+def test_grammar_for_llama_drops_what_crashes_or_stalls_it() -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "code": {"type": "string", "pattern": "^\\d+$", "maxLength": 8},
+            "essay": {"type": "string", "maxLength": 500},
+            "pattern": {"type": "string"},  # a property named like a keyword stays
+        },
+    }
+    safe = grammar_safe(schema)
+    assert safe["properties"]["code"] == {"type": "string", "maxLength": 8}
+    assert safe["properties"]["essay"] == {"type": "string"}
+    assert safe["properties"]["pattern"] == {"type": "string"}
+    assert "pattern" in schema["properties"]["code"]  # the input is not mutated
 
 
 def test_missing_gguf_is_a_user_error(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from tests.doubles.scripted_openai_server import (
 from llms.cache import ResponseCache
 from llms.client import LLMRequest
 from llms.errors import ConfigError, LLMOutputInvalid, LLMRejected, LLMUnavailable
+from llms.structured import grammar_safe
 from societas.errors import SocietasError
 from tests.llms.llm_testing import FAST_RETRY, VALID, Decision, client_for
 
@@ -176,7 +177,9 @@ def test_llama_dialect_sends_json_object_with_schema(server: ScriptedOpenAIServe
     server.push(json_reply(VALID))
     client_for(server.url, dialect="llama").complete("decide", schema=Decision)
 
-    assert server.response_formats[0] == {"type": "json_object", "schema": Decision.model_json_schema()}
+    sent = server.response_formats[0]
+    assert sent == {"type": "json_object", "schema": grammar_safe(Decision.model_json_schema())}
+    assert "maxLength" not in sent["schema"]["properties"]["reason"]  # 80 > GRAMMAR_MAX_LENGTH: pydantic checks it
 
 
 def test_model_is_discovered_from_the_server_when_not_given(server: ScriptedOpenAIServer) -> None:
@@ -248,6 +251,15 @@ def test_many_requests_report_failures_per_request_when_asked(server: ScriptedOp
     results = client.complete_many([LLMRequest(f"a{i}", schema=Decision) for i in range(3)], return_exceptions=True)
     assert results.count(Decision(**VALID)) == 1
     assert sum(isinstance(r, LLMOutputInvalid) for r in results) == 2
+
+
+def test_complete_many_works_from_inside_a_running_event_loop(server: ScriptedOpenAIServer) -> None:
+    import asyncio
+
+    async def an_async_caller() -> list:
+        return client_for(server.url).complete_many([LLMRequest("a"), LLMRequest("b")])
+
+    assert asyncio.run(an_async_caller()) == ["ok", "ok"]
 
 
 def test_requests_are_spread_round_robin_over_urls() -> None:

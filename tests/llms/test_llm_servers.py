@@ -61,6 +61,20 @@ def test_vllm_server_starts_becomes_ready_serves_and_stops(stand_in_vllm: str, m
     assert server.state() is None
 
 
+def test_client_restarts_a_server_stopped_under_it(stand_in_vllm: str) -> None:
+    from llms.client import LLMClient
+
+    client = LLMClient(Backend(parse_backend(f"vllm:{stand_in_vllm}")), retry=FAST_RETRY)
+    client.complete("before")
+    [server] = client.backend.servers
+    old = server.state()
+    server.stop()  # `societas llm stop` from another terminal, or the idle watchdog
+
+    assert client.complete("after") == '{"action": "move", "reason": "stand-in"}'
+    assert server.state().pid != old.pid
+    assert client.accounting.usage("researcher").retries == 1
+
+
 def test_running_server_is_reused_by_the_next_command(stand_in_vllm: str) -> None:
     first = ManagedServer(vllm_launch(stand_in_vllm)).ensure()
     second = ManagedServer(vllm_launch(stand_in_vllm)).ensure()  # as another CLI process would
