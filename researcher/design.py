@@ -401,7 +401,7 @@ def generate_spec(plan: ResearchPlan, llm: LLMClient, *, example: ScenarioSpec,
             break
         answer = None
         try:
-            draft = writer.complete(messages, schema=_SpecForLLM, temperature=0.0, seed=attempt,
+            draft = writer.complete(messages, schema=ScenarioSpec, temperature=0.0, seed=attempt,
                                     max_tokens=GENERATE_MAX_TOKENS)
             answer = draft.model_dump_json(by_alias=True, exclude_defaults=True)
             return check_generated(draft), ""
@@ -416,27 +416,6 @@ def generate_spec(plan: ResearchPlan, llm: LLMClient, *, example: ScenarioSpec,
         messages = [*messages, *([{"role": "assistant", "content": answer}] if answer else []),
                     {"role": "user", "content": prompts.render("design_repair_spec", error=error)}]
     return None, f"generated spec failed validation: {error}"
-
-
-# `ScenarioSpec` with a JSON Schema that llama.cpp can turn into a grammar: its converter rejects
-# the escape `\.` in a regex pattern (and the embedded server crashes on it), so escaped dots
-# become the class `[.]`, which means the same. No docstring: it would reach the model as the
-# schema's description.
-class _SpecForLLM(ScenarioSpec):
-    model_config = ConfigDict(title="ScenarioSpec")
-
-    @classmethod
-    def model_json_schema(cls, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        return _grammar_safe(super().model_json_schema(*args, **kwargs))
-
-
-def _grammar_safe(node: Any) -> Any:
-    if isinstance(node, dict):
-        return {k: (v.replace("\\.", "[.]") if k == "pattern" and isinstance(v, str) else _grammar_safe(v))
-                for k, v in node.items()}
-    if isinstance(node, list):
-        return [_grammar_safe(v) for v in node]
-    return node
 
 
 def check_generated(spec: ScenarioSpec) -> ScenarioSpec:

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-from researcher.analysis import analyze
+from researcher.analysis import FINDINGS_FILE, analyze
 from researcher.nodes._stage import stage
 from researcher.schemas import ExperimentDesign, ResearchPlan
 from researcher.state import Deps, ResearchConfig, ResearchState
-from societas.runs import atomic_write_text
 
 
 @stage("analyze_results")
 def analyze_results(state: ResearchState, deps: Deps) -> dict:
     design = ExperimentDesign.model_validate(state["design"])
     plan = ResearchPlan.model_validate(state["plan"])
-    findings = analyze(deps.run_dir, design, plan)
-    path = deps.run_dir / "findings.json"
-    atomic_write_text(path, findings.model_dump_json(indent=2))
-    update: dict = {"findings_path": str(path), "notes": list(findings.notes)}
+    findings = analyze(deps.run_dir, design, plan)  # also writes findings.json and figures/
+    update: dict = {"findings_path": str(deps.run_dir / FINDINGS_FILE), "notes": list(findings.notes)}
     config = ResearchConfig.model_validate(state["config"])
     rounds = state.get("extra_seed_rounds", 0)
     if findings.needs_more_seeds and rounds < config.max_extra_seed_rounds:
