@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import prompts
-from llms.errors import LLMError
+from llms.errors import LLMOutputInvalid
 from reports.checks import strip_untraced_numbers
 from reports.markdown import render_markdown
 from reports.models import FACT_RE, FIGURE_RE, SECTION_KEYS, SECTION_TITLES, Report, Section
@@ -162,7 +162,7 @@ def write_prose(llm, key: str, ctx: WritingContext, *, comment: str | None = Non
         variables.update(comment=comment, previous=(previous or "")[:1500])
     try:
         text = llm.complete(prompts.messages(name, **variables), role="researcher", max_tokens=PROSE_TOKENS)
-    except LLMError as exc:
+    except LLMOutputInvalid as exc:  # an unreachable backend raises: the run stops, resumable
         return "", [f"The {SECTION_TITLES[key]} prose could not be written ({exc.message})."]
     return clean_prose(text, ctx)
 

@@ -6,7 +6,7 @@ import logging
 import re
 
 import prompts
-from llms.errors import LLMError
+from llms.errors import LLMOutputInvalid
 from researcher.nodes._stage import emit, stage
 from researcher.schemas import Hypothesis, ResearchPlan, clip_plan
 from researcher.state import Deps, ResearchState
@@ -69,7 +69,7 @@ def analyze_topic(state: ResearchState, deps: Deps) -> dict:
     try:
         plan = deps.llms.researcher.complete(prompts.messages("analyze_topic", topic=topic), schema=ResearchPlan,
                                              role="researcher", max_tokens=700)
-    except LLMError as exc:
+    except LLMOutputInvalid as exc:  # an unreachable backend raises: the run stops, resumable
         log.warning("plan from the LLM failed: %s", exc)
         notes.append(f"The researcher model gave no valid plan ({exc.message}); a generic plan was built from the topic.")
         plan = fallback_plan(topic)

@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 import prompts
-from llms.errors import LLMError
+from llms.errors import LLMOutputInvalid
 from reports.checks import comments_from_checks, run_checks
 from reports.markdown import substitute
 from reports.models import SECTION_KEYS, SECTION_TITLES, Report, Review, RubricScores, Section, SectionComment
@@ -108,7 +108,7 @@ def llm_review(llm, report: Report, failed: list[str]) -> tuple[RubricScores | N
         out = llm.complete(prompts.messages("review_report", report=review_digest(report),
                                             checks="\n".join(failed) or "none", sections=", ".join(SECTION_KEYS)),
                            schema=ReviewOutput, role="reviewer", max_tokens=400)
-    except LLMError as exc:
+    except LLMOutputInvalid as exc:  # an unreachable backend raises: the run stops, resumable
         return None, [], f"The reviewer model gave no valid review ({exc.message})."
     scores = RubricScores(**{k: getattr(out, k) for k in RubricScores.model_fields})
     comments = [SectionComment(section=c.section, comment=c.comment, priority=c.priority) for c in out.comments]

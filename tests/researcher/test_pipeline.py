@@ -162,3 +162,23 @@ def test_runs_lists_research_runs_with_versions_and_scores(server, tmp_path):
     assert len(rows) == 1 and rows[0]["status"] == "complete"
     assert rows[0]["versions"] and rows[0]["final"] in rows[0]["versions"]
     assert rows[0]["topic"].startswith("Why do neighbourhoods")
+
+
+def test_an_unreachable_llm_stops_the_run_with_one_error_and_resume_finishes_it(server, tmp_path, monkeypatch):
+    monkeypatch.setenv("SOCIETAS_LLM_RETRY_WAIT", "0.01")
+    from tests.doubles.scripted_openai_server import ScriptedOpenAIServer, http_error
+
+    with ScriptedOpenAIServer(default=http_error(500)) as down:
+        config = small_config(down)
+        with pytest.raises(SocietasError) as err:
+            start(TOPICS["law"], config, out=tmp_path / "run")
+    assert "resume" in str(err.value) and "\n" not in str(err.value)
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["status"] == "failed"
+    # The backend is back (another URL here, as after a restart): resume with it and finish.
+    manifest["config"]["llm"] = server.url
+    (tmp_path / "run" / "manifest.json").write_text(json.dumps(manifest))
+    from researcher.runner import resume
+
+    resume(tmp_path / "run")
+    assert json.loads((tmp_path / "run" / "manifest.json").read_text())["status"] == "complete"
