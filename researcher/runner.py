@@ -81,6 +81,9 @@ def start(topic: str, config: ResearchConfig, *, out: Path | None = None, consol
           llms: Any = None) -> RunFolder:
     """A new run folder and the whole pipeline on it."""
     topic, notes = prepare_topic(topic)
+    if out and (Path(out) / "manifest.json").exists():
+        raise SocietasError(f"{out} already holds a run",
+                            hint=f"continue it with `societas resume {out}`, or choose another --out")
     folder = RunFolder(Path(out)) if out else RunFolder.create(topic)
     try:
         folder.path.mkdir(parents=True, exist_ok=True)

@@ -182,3 +182,9 @@ def test_an_unreachable_llm_stops_the_run_with_one_error_and_resume_finishes_it(
 
     resume(tmp_path / "run")
     assert json.loads((tmp_path / "run" / "manifest.json").read_text())["status"] == "complete"
+
+
+def test_out_folder_that_holds_a_run_is_refused(server, tmp_path):
+    start(TOPICS["law"], small_config(server), out=tmp_path / "run")
+    with pytest.raises(SocietasError, match="already holds a run"):
+        start(TOPICS["law"], small_config(server), out=tmp_path / "run")
