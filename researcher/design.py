@@ -273,7 +273,10 @@ def settle_sweep(tests: list[HypothesisTest], spec: ScenarioSpec) -> tuple[str, 
 
 
 def sweep_values(p: Parameter, n: int = N_VALUES) -> list[float]:
-    """`n` values inside the range: spread over it, or around the default when the range is huge."""
+    """`n` values inside the range: the spec's suggested sweep, else spread over the range (or around
+    the default when the range is huge)."""
+    if p.sweep and len(set(p.sweep)) >= 2:
+        return _tidy(list(p.sweep), p)
     lo, hi, d = p.min, p.max, p.default
     if lo is not None and hi is not None and (hi - lo) <= HUGE_RANGE * abs(d):
         raw = [lo + (hi - lo) * (2 * i + 1) / (2 * n) for i in range(n)]  # centres of n equal cells

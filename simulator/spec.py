@@ -69,6 +69,8 @@ class Parameter(_Model):
     max: float | None = None
     integer: bool = False
     description: str = ""
+    sweep: list[float] | None = Field(
+        None, description="Suggested values for an experiment: where the model's behaviour changes.")
 
     @model_validator(mode="after")
     def _range(self) -> "Parameter":
@@ -78,6 +80,9 @@ class Parameter(_Model):
             raise ValueError(f"default {self.default} is below min {self.min}")
         if self.max is not None and self.default > self.max:
             raise ValueError(f"default {self.default} is above max {self.max}")
+        for v in self.sweep or []:
+            if (self.min is not None and v < self.min) or (self.max is not None and v > self.max):
+                raise ValueError(f"sweep value {v} is outside [{self.min}, {self.max}]")
         return self
 
 

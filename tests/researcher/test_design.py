@@ -283,7 +283,7 @@ def test_build_experiment_names_one_condition_per_value_and_applies_fixed_parame
     design = design.model_copy(update={"fixed": {"mu": 0.3}})
     experiment = build_experiment(design, spec)
 
-    assert [c.name for c in experiment.conditions] == ["epsilon=0.2", "epsilon=0.381", "epsilon=0.629", "epsilon=0.876"]
+    assert [c.name for c in experiment.conditions] == ["epsilon=0.1", "epsilon=0.2", "epsilon=0.3", "epsilon=0.5"]
     assert all(c.params["mu"] == 0.3 for c in experiment.conditions)
     assert [c.params["epsilon"] for c in experiment.conditions] == design.values
     assert experiment.seeds == [0, 1] and experiment.population is None  # the spec's own 1000 agents
@@ -315,3 +315,12 @@ def test_a_generation_the_server_fails_is_not_retried_and_falls_back(server) -> 
     assert not design.generated and "spec generation failed" in design.fallback_reason
     assert "unavailable" in design.fallback_reason
     assert f"used library scenario {spec.name}" in design.fallback_reason
+
+
+def test_the_spec_suggested_sweep_is_used_when_present() -> None:
+    from simulator.catalog import load_scenario
+
+    p = load_scenario("deffuant").parameters["epsilon"]
+    assert design_module.sweep_values(p) == sorted(p.sweep)
+    bare = p.model_copy(update={"sweep": None})
+    assert design_module.sweep_values(bare) != sorted(p.sweep)  # without it: spread over the range

@@ -113,3 +113,14 @@ def test_param_overrides_are_checked_against_ranges():
 def test_unknown_library_scenario_suggests_close_names():
     with pytest.raises(SpecError, match="did you mean schelling"):
         load_scenario("schelin")
+
+
+def test_suggested_sweep_values_must_lie_in_the_parameter_range():
+    with pytest.raises(SpecError, match="sweep value 2"):
+        spec_from(parameters={"rate": {"default": 0.5, "min": 0, "max": 1, "sweep": [0.1, 2]}})
+
+
+@pytest.mark.parametrize("name", sorted(library_paths()))
+def test_every_library_scenario_suggests_a_sweep(name):
+    spec = load_scenario(name)
+    assert any(p.sweep and len(set(p.sweep)) >= 2 for p in spec.parameters.values())
