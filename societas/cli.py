@@ -50,7 +50,8 @@ def _register() -> None:
 def main(argv: list[str] | None = None) -> int:
     _register()
     try:
-        app(args=argv, standalone_mode=False)
+        # With standalone_mode=False, typer returns an exit code instead of exiting (130 on Ctrl-C).
+        rv = app(args=argv, standalone_mode=False)
     except SocietasError as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
         return exc.exit_code
@@ -69,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
             exc.show()
             return exc.exit_code
         raise
-    return 0
+    return rv if isinstance(rv, int) else 0
 
 
 if __name__ == "__main__":

@@ -188,3 +188,24 @@ def test_out_folder_that_holds_a_run_is_refused(server, tmp_path):
     start(TOPICS["law"], small_config(server), out=tmp_path / "run")
     with pytest.raises(SocietasError, match="already holds a run"):
         start(TOPICS["law"], small_config(server), out=tmp_path / "run")
+
+
+@pytest.mark.slow
+def test_ctrl_c_leaves_a_resumable_run(server, reference_run, tmp_path):
+    out = tmp_path / "run"
+    env = {**os.environ, "SOCIETAS_CACHE_DIR": str(tmp_path / "cache")}
+    proc = subprocess.Popen(_research_cmd(server, out), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=env)
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if "▶ write_report" in line:
+            proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=120) == 130, "".join(seen)
+    assert any("societas resume" in line for line in seen)
+    assert json.loads((out / "manifest.json").read_text())["status"] == "interrupted"
+    resumed = subprocess.run([sys.executable, "-m", "societas.cli", "resume", str(out)], capture_output=True,
+                             text=True, env=env, timeout=600)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "▶ run_simulation" not in resumed.stderr
+    assert json.loads((out / "findings.json").read_text()) == json.loads((reference_run / "findings.json").read_text())
