@@ -45,7 +45,6 @@ Mesa's, as shipped). Target: >= 100.
 from __future__ import annotations
 
 import argparse
-import math
 import statistics
 import sys
 import warnings

@@ -10,7 +10,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from societas.errors import SocietasError
 
 DEFAULT_TOPIC = "Does greater tolerance of differing opinions lead to consensus rather than polarization?"
 

@@ -125,7 +125,7 @@ def generated_markdown(key: str, ctx: WritingContext) -> str:
         return _bullets([
             f"Command: `{research_command(ctx)}`; run folder `{ctx.run_dir.name}` "
             f"(`societas resume {ctx.run_dir.name}` continues an interrupted run)",
-            f"Scenario spec: `scenario.yaml`; design: `design.json`; data: `data/metrics.parquet`, `data/final.parquet`",
+            "Scenario spec: `scenario.yaml`; design: `design.json`; data: `data/metrics.parquet`, `data/final.parquet`",
             f"Seeds: {', '.join(map(str, design.seeds))}",
             f"Configuration: `{json.dumps(ctx.config, sort_keys=True)}`",
             f"Python {platform.python_version()}; see `manifest.json` for package versions and prompt hashes.",

@@ -6,7 +6,6 @@ import pytest
 from simulator.catalog import load_scenario
 from simulator.experiment import Condition, Experiment
 from simulator.service import simulate, simulation_tool
-from simulator.errors import SpecError
 
 
 @pytest.fixture(scope="module")
