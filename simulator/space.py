@@ -78,6 +78,18 @@ def _as_rows(rows) -> np.ndarray | None:
     return rows
 
 
+def _reduce_args(space, values, op: str, rows, u) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """`neighbor_reduce`'s common checks: (rows as ids or None, values as an array; None for count)."""
+    _check_op(op, u)
+    rows = _as_rows(rows)
+    if op == "count":
+        return rows, None
+    values = np.asarray(values)
+    if values.shape != (space.n,):
+        raise ValueError(f"values must have shape ({space.n},), got {values.shape}")
+    return rows, values
+
+
 def _check_op(op: str, u) -> None:
     if op not in REDUCE_OPS:
         raise ValueError(f"unknown neighbor reduction {op!r}; expected one of {', '.join(REDUCE_OPS)}")
@@ -133,13 +145,9 @@ class _NeighborLists:
         return (indptr[rows + 1] - indptr[rows]).astype(np.int64)
 
     def neighbor_reduce(self, values, op: str, rows=None, u=None) -> np.ndarray:
-        _check_op(op, u)
-        rows = _as_rows(rows)
-        if op == "count":
+        rows, values = _reduce_args(self, values, op, rows, u)
+        if values is None:  # op == "count": the degree, whatever the values
             return self.degree(rows).astype(np.float64)
-        values = np.asarray(values)
-        if values.shape != (self.n,):
-            raise ValueError(f"values must have shape ({self.n},), got {values.shape}")
         if op == "random":
             return _value_of_random_neighbor(self, values, rows, u)
         if op in ("sum", "mean"):
@@ -424,13 +432,9 @@ class GridSpace(_NeighborLists):
         others on the neighbor lists."""
         if op not in ("sum", "mean", "count", "same"):
             return super().neighbor_reduce(values, op, rows, u)
-        _check_op(op, u)
-        rows = _as_rows(rows)
-        if op == "count":
+        rows, values = _reduce_args(self, values, op, rows, u)
+        if values is None:  # op == "count": the degree, whatever the values
             return self.degree(rows).astype(np.float64)
-        values = np.asarray(values)
-        if values.shape != (self.n,):
-            raise ValueError(f"values must have shape ({self.n},), got {values.shape}")
         if rows is not None and rows.size * 3 < self.n:
             return self._reduce_rows(values, op, rows)
         cells = self.cell_of if rows is None else self.cell_of[rows]
@@ -607,13 +611,9 @@ class WellMixed:
         return np.full(size, max(self.n - 1, 0), dtype=np.int64)
 
     def neighbor_reduce(self, values, op: str, rows=None, u=None) -> np.ndarray:
-        _check_op(op, u)
-        rows = _as_rows(rows)
-        if op == "count":
+        rows, values = _reduce_args(self, values, op, rows, u)
+        if values is None:  # op == "count": the degree, whatever the values
             return self.degree(rows).astype(np.float64)
-        values = np.asarray(values)
-        if values.shape != (self.n,):
-            raise ValueError(f"values must have shape ({self.n},), got {values.shape}")
         own = values if rows is None else values[rows]
         others = self.n - 1
         if op == "random":
