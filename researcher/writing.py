@@ -94,8 +94,7 @@ def generated_markdown(key: str, ctx: WritingContext) -> str:
                                                f"*Design concepts*: {odd.design_concepts}",
                                                f"*Initialization*: {odd.initialization}",
                                                f"*Submodels*: {odd.submodels}"])]
-        rows = [[k, f"{p.default:g}", f"{'' if p.min is None else f'{p.min:g}'} to {'' if p.max is None else f'{p.max:g}'}",
-                 p.description] for k, p in spec.parameters.items()]
+        rows = [[k, f"{p.default:g}", p.range_text(), p.description] for k, p in spec.parameters.items()]
         parts.append("**Parameters**\n\n" + _table(["parameter", "default", "range", "meaning"], rows))
         parts.append(_bullets([
             f"Swept parameter: `{design.swept_parameter}` over " + ", ".join(f"{v:g}" for v in design.values),

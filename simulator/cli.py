@@ -74,8 +74,7 @@ def show_cmd(
     for col in ("name", "default", "range", "meaning"):
         table.add_column(col)
     for k, p in spec.parameters.items():
-        rng = f"[{'' if p.min is None else f'{p.min:g}'}, {'' if p.max is None else f'{p.max:g}'}]"
-        table.add_row(k, f"{p.default:g}", rng, p.description)
+        table.add_row(k, f"{p.default:g}", f"[{p.range_text(', ')}]", p.description)
     out.print(table)
     out.print(f"population: {spec.population}; space: {spec.space.kind}"
               + (f" ({spec.space.network})" if spec.space.network else "")

@@ -72,6 +72,12 @@ class Parameter(_Model):
     sweep: list[float] | None = Field(
         None, description="Suggested values for an experiment: where the model's behaviour changes.")
 
+    def range_text(self, sep: str = " to ") -> str:
+        """The range as people read it; an open side shows as -inf or inf."""
+        lo = "-inf" if self.min is None else f"{self.min:g}"
+        hi = "inf" if self.max is None else f"{self.max:g}"
+        return f"{lo}{sep}{hi}"
+
     @model_validator(mode="after")
     def _range(self) -> "Parameter":
         if self.min is not None and self.max is not None and self.min > self.max:
@@ -346,5 +352,5 @@ def check_params(values: dict[str, float], spec: ScenarioSpec) -> None:
             raise SpecError(f"unknown parameter {key!r}", scenario=spec.name, hint=f"parameters are: {known}")
         p = spec.parameters[key]
         if (p.min is not None and value < p.min) or (p.max is not None and value > p.max):
-            raise SpecError(f"parameter {key}={value:g} is outside its range [{p.min:g}, {p.max:g}]",
+            raise SpecError(f"parameter {key}={value:g} is outside its range [{p.range_text(', ')}]",
                             scenario=spec.name, hint="choose a value inside the range")

@@ -124,3 +124,9 @@ def test_suggested_sweep_values_must_lie_in_the_parameter_range():
 def test_every_library_scenario_suggests_a_sweep(name):
     spec = load_scenario(name)
     assert any(p.sweep and len(set(p.sweep)) >= 2 for p in spec.parameters.values())
+
+
+def test_a_one_sided_range_is_reported_without_crashing():
+    spec = spec_from(parameters={"rate": {"default": 0.5, "min": 0}})
+    with pytest.raises(SpecError, match=r"outside its range \[0, inf\]"):
+        parse_param_overrides(["rate=-1"], spec)
