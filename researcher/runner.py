@@ -157,14 +157,6 @@ def _finish_manifest(folder: RunFolder, final: dict, llms: Any, seconds: float) 
     reviews = final.get("reviews", [])
     scores = {r["version"]: (r.get("scores") or {}).get("overall") for r in reviews}
     snapshot = llms.snapshot() if hasattr(llms, "snapshot") else {}
-    used = ["analyze_topic", "write_section", "revise_section", "review_report",
-            "design_choose_scenario", "design_map_hypotheses", "design_generate_spec"]
-    hashes = {}
-    for name in used:
-        try:
-            hashes[name] = prompts.template_hash(name)
-        except prompts.PromptError:
-            continue
     folder.update_manifest(
         status="complete",
         final_version=final.get("final_version"),
@@ -173,7 +165,7 @@ def _finish_manifest(folder: RunFolder, final: dict, llms: Any, seconds: float) 
         timings=final.get("timings", {}),
         tokens=final.get("tokens", {}),
         llm=snapshot,
-        prompt_hashes=hashes,
+        prompt_hashes=prompts.template_hashes(),  # every template: a new one cannot be missed
         seeds=final.get("design", {}).get("seeds"),
         scenario=final.get("design", {}).get("scenario"),
         last_session_seconds=round(seconds, 2),

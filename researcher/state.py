@@ -11,9 +11,9 @@ from __future__ import annotations
 import hashlib
 import json
 import operator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Callable, TypedDict
+from typing import Annotated, Any, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -67,16 +67,12 @@ class ResearchState(TypedDict, total=False):
     tokens: Annotated[dict[str, dict[str, Any]], _merge]
 
 
-Emit = Callable[[dict[str, Any]], None]
-
-
 @dataclass
 class Deps:
     """What nodes need besides the state; the graph's run-time context (never checkpointed)."""
 
     folder: RunFolder
     llms: Any  # llms.roles.LLMSet (or a test double with the same surface)
-    emit: Emit = field(default=lambda event: None)
 
     @property
     def run_dir(self) -> Path:

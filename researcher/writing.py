@@ -219,7 +219,8 @@ def report_dir(run_dir: Path, version: int) -> Path:
 
 
 def save_report(report: Report, run_dir: Path) -> Path:
-    """report/vN/report.md and report.json; an existing version is never overwritten."""
+    """report/vN/report.md and report.json. Each revision gets a new N, so earlier versions stay;
+    a node re-run after a crash rewrites its own version, with the same content."""
     out = report_dir(run_dir, report.version)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "report.json", report.model_dump_json(indent=2))

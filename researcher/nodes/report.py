@@ -41,7 +41,7 @@ def writing_context(state: ResearchState, deps: Deps) -> WritingContext:
         plan=ResearchPlan.model_validate(state["plan"]),
         design=ExperimentDesign.model_validate(state["design"]),
         spec=load_spec(deps.run_dir / "scenario.yaml"),
-        findings=Findings.model_validate_json((deps.run_dir / "findings.json").read_text()),
+        findings=Findings.load(deps.run_dir),
         run_dir=deps.run_dir,
         config=state["config"],
         notes=list(dict.fromkeys(state.get("notes", []))),
