@@ -139,6 +139,16 @@ def measure_size(side: int, args, compiled, with_mesa: bool) -> dict:
             mesa.append(run_mesa(side, args.steps, seed, args.wish, lean=False))
             lean.append(run_mesa(side, args.steps, seed, args.wish, lean=True))
 
+    def outcome(who: str, runs: list[dict]) -> dict:
+        """Seconds per step and the segregation reached, the same way for both engines."""
+        return {
+            f"{who}_sec_per_step": min(r["seconds"] for r in runs) / args.steps,
+            f"{who}_sim": statistics.fmean(r["sim"] for r in runs),
+            f"{who}_sim_sd": statistics.pstdev(r["sim"] for r in runs),
+            f"{who}_sim0": statistics.fmean(r["sim0"] for r in runs),
+            f"{who}_unhappy": statistics.fmean(r["unhappy"] for r in runs),
+        }
+
     def rate(runs: list[dict], key: str = "seconds") -> float:
         return max(r["n"] * args.steps / r[key] for r in runs)  # fastest run = min time per agent-step
 
@@ -148,11 +158,7 @@ def measure_size(side: int, args, compiled, with_mesa: bool) -> dict:
         "ours_rate": rate(ours),
         "ours_step_rate": rate(ours, "step_seconds"),
         "ours_cpu_rate": rate(ours, "cpu_seconds"),
-        "ours_sec_per_step": min(r["seconds"] for r in ours) / args.steps,
-        "ours_sim": statistics.fmean(r["sim"] for r in ours),
-        "ours_sim_sd": statistics.pstdev(r["sim"] for r in ours),
-        "ours_sim0": statistics.fmean(r["sim0"] for r in ours),
-        "ours_unhappy": statistics.fmean(r["unhappy"] for r in ours),
+        **outcome("ours", ours),
     }
     if with_mesa:
         out.update({
@@ -161,11 +167,7 @@ def measure_size(side: int, args, compiled, with_mesa: bool) -> dict:
             "mesa_lean_rate": rate(lean),
             "mesa_cpu_rate": rate(mesa, "cpu_seconds"),
             "mesa_lean_cpu_rate": rate(lean, "cpu_seconds"),
-            "mesa_sec_per_step": min(r["seconds"] for r in mesa) / args.steps,
-            "mesa_sim": statistics.fmean(r["sim"] for r in mesa),
-            "mesa_sim_sd": statistics.pstdev(r["sim"] for r in mesa),
-            "mesa_sim0": statistics.fmean(r["sim0"] for r in mesa),
-            "mesa_unhappy": statistics.fmean(r["unhappy"] for r in mesa),
+            **outcome("mesa", mesa),
         })
     return out
 
