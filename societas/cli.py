@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 
+import click
 import typer
 
 from societas.errors import SocietasError
@@ -63,13 +64,12 @@ def main(argv: list[str] | None = None) -> int:
     except typer.Abort:
         typer.secho("aborted", fg="yellow", err=True)
         return 1
-    except Exception as exc:  # click usage errors arrive as ClickException subclasses
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            return exc.exit_code
-        raise
+    except (click.ClickException, typer.TyperException) as exc:
+        # Usage errors (a bad option value, an unknown option): typer raises its vendored click's.
+        if not hasattr(exc, "show"):
+            raise
+        exc.show()
+        return getattr(exc, "exit_code", 2)
     return rv if isinstance(rv, int) else 0
 
 

@@ -48,6 +48,8 @@ def test_bad_input_prints_one_line_and_exits_2(tmp_path):
         ("scenarios", "run", "nonexistent"),
         ("scenarios", "run", "deffuant", "--param", "speed=1", "--local"),
         ("simulate", str(tmp_path / "missing.yaml")),
+        ("scenarios", "run", "deffuant", "--seeds", "0"),  # a usage error: an option value out of range
+        ("research", "a topic", "--seeds", "1"),
     ]
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: [oops\n")
@@ -55,6 +57,9 @@ def test_bad_input_prints_one_line_and_exits_2(tmp_path):
     for args in cases:
         p = societas(*args)
         assert p.returncode == 2, (args, p.stderr)
+        assert "Traceback" not in p.stderr, (args, p.stderr)
+        if "--seeds" in args:  # usage errors come in click's own words, naming the option
+            assert "--seeds" in p.stderr, (args, p.stderr)
+            continue
         lines = [ln for ln in p.stderr.strip().splitlines() if ln.strip()]
         assert len(lines) == 1 and lines[0].startswith("error:"), (args, p.stderr)
-        assert "Traceback" not in p.stderr
