@@ -7,7 +7,10 @@ assembles them and turns user errors into one line on stderr.
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import sys
+import threading
 
 import click
 import typer
@@ -73,5 +76,35 @@ def main(argv: list[str] | None = None) -> int:
     return rv if isinstance(rv, int) else 0
 
 
+def entry() -> None:
+    """The console script: `main`, then a prompt exit after Ctrl-C.
+
+    After Ctrl-C a pipeline node may still be running in a LangGraph worker thread, and the
+    interpreter would wait for it (minutes, with a slow model) before exiting; a second Ctrl-C
+    in that wait used to land in Ray's atexit hook and crash the interpreter. Everything the
+    run needs is already on disk (checkpoints are synchronous, files are written atomically),
+    so the process leaves at once: Ray is shut down, and anything further is cut short.
+    """
+    code = main()
+    if code != 130:
+        sys.exit(code)
+    signal.signal(signal.SIGINT, lambda *_: os._exit(130))  # a second Ctrl-C: leave now
+    threading.Timer(15.0, os._exit, (130,)).start()  # a stuck shutdown cannot hold the terminal
+    try:
+        if "ray" in sys.modules:
+            import ray
+
+            if ray.is_initialized():
+                ray.shutdown()
+    finally:
+        logging.shutdown()
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(130)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -191,6 +191,25 @@ def test_out_folder_that_holds_a_run_is_refused(server, tmp_path):
 
 
 @pytest.mark.slow
+def test_ctrl_c_twice_exits_at_once_without_a_traceback(server, tmp_path):
+    """An impatient user presses Ctrl-C again while the first one is being handled."""
+    out = tmp_path / "run"
+    env = {**os.environ, "SOCIETAS_CACHE_DIR": str(tmp_path / "cache")}
+    proc = subprocess.Popen(_research_cmd(server, out), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=env)
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if "▶ run_simulation" in line:
+            proc.send_signal(signal.SIGINT)
+        if "interrupted" in line:  # the first is being handled; Ray's exit hook is still to run
+            proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=60) == 130, "".join(seen)
+    assert "Traceback" not in "".join(seen)
+    assert json.loads((out / "manifest.json").read_text())["status"] in {"interrupted", "running"}
+
+
+@pytest.mark.slow
 def test_ctrl_c_leaves_a_resumable_run(server, reference_run, tmp_path):
     out = tmp_path / "run"
     env = {**os.environ, "SOCIETAS_CACHE_DIR": str(tmp_path / "cache")}
@@ -199,9 +218,10 @@ def test_ctrl_c_leaves_a_resumable_run(server, reference_run, tmp_path):
     seen = []
     for line in proc.stdout:
         seen.append(line)
-        if "▶ write_report" in line:
-            proc.send_signal(signal.SIGINT)
+        if "▶ write_report" in line and not any("▶ write_report" in s for s in seen[:-1]):
+            proc.send_signal(signal.SIGINT)  # once: a user's single Ctrl-C
     assert proc.wait(timeout=120) == 130, "".join(seen)
+    assert sum("▶ write_report" in line for line in seen) == 1, "".join(seen)
     assert any("societas resume" in line for line in seen)
     assert json.loads((out / "manifest.json").read_text())["status"] == "interrupted"
     resumed = subprocess.run([sys.executable, "-m", "societas.cli", "resume", str(out)], capture_output=True,
