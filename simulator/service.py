@@ -85,6 +85,9 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
         _check_reachable(address)
         kwargs["address"] = address
     else:
+        # "local": a fresh instance of our own, even when `ray start --head` runs on this machine
+        # (plain ray.init() would join that one, and refuse num_cpus).
+        kwargs["address"] = "local"
         kwargs["num_cpus"] = num_cpus or os.cpu_count() or 1
     try:
         ray.init(**kwargs)

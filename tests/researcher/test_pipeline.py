@@ -221,7 +221,6 @@ def test_ctrl_c_leaves_a_resumable_run(server, reference_run, tmp_path):
         if "▶ write_report" in line and not any("▶ write_report" in s for s in seen[:-1]):
             proc.send_signal(signal.SIGINT)  # once: a user's single Ctrl-C
     assert proc.wait(timeout=120) == 130, "".join(seen)
-    assert sum("▶ write_report" in line for line in seen) == 1, "".join(seen)
     assert any("societas resume" in line for line in seen)
     assert json.loads((out / "manifest.json").read_text())["status"] == "interrupted"
     resumed = subprocess.run([sys.executable, "-m", "societas.cli", "resume", str(out)], capture_output=True,
