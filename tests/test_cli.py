@@ -35,3 +35,12 @@ def test_other_exit_codes_pass_through():
     script = "import societas.cli as cli\ncli.main = lambda argv=None: 3\ncli.entry()"
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=50)
     assert done.returncode == 3, done.stderr
+
+
+def test_version_names_the_installed_distribution():
+    from importlib.metadata import version
+
+    done = subprocess.run([sys.executable, "-m", "societas.cli", "--version"], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"societas {version('societas')}"
