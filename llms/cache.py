@@ -40,6 +40,9 @@ def cache_key(model: str, messages: list[dict[str, Any]], schema: dict[str, Any]
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
+_SETUP_ATTEMPTS = 20  # about 10 s of waiting in all
+
+
 class ResponseCache:
     """A key → validated response text store in one SQLite file."""
 
@@ -59,9 +62,18 @@ class ResponseCache:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute(_SCHEMA)
+            for attempt in range(_SETUP_ATTEMPTS):
+                # Switching a new file to WAL takes an exclusive lock, and SQLite may answer "locked"
+                # at once instead of waiting: several Ray tasks opening one run's cache together hit it.
+                try:
+                    conn.execute("PRAGMA journal_mode=WAL")
+                    conn.execute("PRAGMA synchronous=NORMAL")
+                    conn.execute(_SCHEMA)
+                    break
+                except sqlite3.OperationalError as exc:
+                    if "locked" not in str(exc) and "busy" not in str(exc) or attempt == _SETUP_ATTEMPTS - 1:
+                        raise
+                    time.sleep(0.05 * (attempt + 1))
         except (sqlite3.Error, OSError) as exc:
             raise ConfigError(
                 f"cannot write the LLM cache {self.path}: {exc}",

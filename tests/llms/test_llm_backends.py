@@ -123,3 +123,32 @@ def test_template_hash_is_the_sha256_of_the_file() -> None:
     path = Path(prompts.__file__).parent / "llm_check.md"
     assert prompts.template_hash("llm_check") == hashlib.sha256(path.read_bytes()).hexdigest()
     assert set(prompts.template_hashes()) >= {"llm_check", "repair_json"}
+
+
+def _open_and_write_cache(path: str, worker: int, barrier) -> None:
+    from llms.cache import ResponseCache
+
+    barrier.wait()  # every process opens the new file at the same moment
+    cache = ResponseCache(path)
+    for j in range(10):
+        cache.put(f"{worker}-{j}", "model", "answer")
+        assert cache.get(f"{worker}-{j}") == "answer"
+
+
+def test_many_processes_can_open_one_new_cache_at_once(tmp_path):
+    """Ray tasks of one run share its cache file; SQLite's switch to WAL used to say 'locked' to some."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    for trial in range(3):
+        path = str(tmp_path / f"cache{trial}.sqlite")
+        barrier = ctx.Barrier(8)
+        procs = [ctx.Process(target=_open_and_write_cache, args=(path, i, barrier)) for i in range(8)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(timeout=120)
+        assert [p.exitcode for p in procs] == [0] * 8
+        from llms.cache import ResponseCache
+
+        assert len(ResponseCache(path)) == 80
