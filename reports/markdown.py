@@ -54,30 +54,29 @@ def _interval(fact: Fact) -> str:
     return f"{format_number(fact.ci_low)} to {format_number(fact.ci_high)}"
 
 
+FACT_HEADER = ("id", "description", "value", "95% CI", "n", "source")
+VERDICT_HEADER = ("hypothesis", "verdict", "reason")
+
+
+def fact_rows(facts: Sequence[Fact]) -> list[tuple[object, ...]]:
+    """The facts table's rows, shared by every renderer."""
+    return [(f.id, f.description, format_number(f.value) + (f" {f.unit}" if f.unit else ""), _interval(f),
+             "—" if f.n is None else f.n, f.source) for f in facts]
+
+
+def verdict_rows(verdicts: Sequence[Verdict], facts: Iterable[Fact] | Mapping[str, Fact] = ()) -> list[tuple[str, ...]]:
+    """The verdicts table's rows (placeholders in the reasons filled from `facts`), shared by every renderer."""
+    return [(f"{v.hypothesis_id}: {v.statement}", v.verdict, substitute(v.reason, facts)) for v in verdicts]
+
+
 def facts_table(facts: Sequence[Fact]) -> str:
     """Every fact with its interval, sample size and origin; empty when there are none."""
-    if not facts:
-        return ""
-    rows = (
-        (
-            f.id,
-            f.description,
-            format_number(f.value) + (f" {f.unit}" if f.unit else ""),
-            _interval(f),
-            "—" if f.n is None else f.n,
-            f.source,
-        )
-        for f in facts
-    )
-    return _table(("id", "description", "value", "95% CI", "n", "source"), rows)
+    return _table(FACT_HEADER, fact_rows(facts)) if facts else ""
 
 
 def verdicts_table(verdicts: Sequence[Verdict], facts: Iterable[Fact] | Mapping[str, Fact] = ()) -> str:
     """One row per hypothesis; placeholders in the reasons are filled from `facts`."""
-    if not verdicts:
-        return ""
-    rows = ((f"{v.hypothesis_id}: {v.statement}", v.verdict, substitute(v.reason, facts)) for v in verdicts)
-    return _table(("hypothesis", "verdict", "reason"), rows)
+    return _table(VERDICT_HEADER, verdict_rows(verdicts, facts)) if verdicts else ""
 
 
 def figure_markdown(figure: Figure, number: int) -> str:
@@ -111,10 +110,16 @@ def render_markdown(report: Report) -> str:
         if section.key == "results":
             parts += _figures(report)
         parts.append(substitute(section.generated, facts, report.figures).strip())
+        if section.key == "background" and report.references:
+            parts.append("This study draws on the following literature: "
+                         + ", ".join(f"[{n}]" for n in range(1, len(report.references) + 1)) + ".")
         if section.key == "results":
             parts += _tables(report)
     if report.section("results") is None and (report.figures or report.facts or report.verdicts):
         parts.append(f"## {SECTION_TITLES['results']}")
         parts += _figures(report)
         parts += _tables(report)
+    if report.references:
+        parts.append("## References")
+        parts.append("\n".join(f"{n}. {_cell(r.render())}" for n, r in enumerate(report.references, start=1)))
     return "\n\n".join(p for p in parts if p) + "\n"

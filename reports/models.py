@@ -102,6 +102,27 @@ class Section(_Model):
     generated: str = Field("", description="Code-made Markdown (tables, lists) appended after the prose; trusted.")
 
 
+class Reference(_Model):
+    """One bibliography entry (from the shipped or a user's BibTeX file, never from a model)."""
+
+    key: str = Field(pattern=r"^[A-Za-z0-9:_-]+$")
+    kind: str = "article"
+    authors: str
+    title: str
+    year: str = ""
+    venue: str = ""
+    details: str = ""
+    keywords: list[str] = Field(default_factory=list)
+
+    def render(self) -> str:
+        """The entry as one line of plain text (the renderers escape it)."""
+        authors = "; ".join(a.strip() for a in self.authors.split(" and "))
+        text = f"{authors} ({self.year or 'n.d.'}). {self.title.rstrip('.')}."
+        if self.venue:
+            text += f" {self.venue}" + (f", {self.details}" if self.details else "") + "."
+        return text
+
+
 class Report(_Model):
     version: int = Field(ge=1)
     title: str
@@ -109,6 +130,7 @@ class Report(_Model):
     facts: list[Fact] = Field(default_factory=list)
     figures: list[Figure] = Field(default_factory=list)
     verdicts: list[Verdict] = Field(default_factory=list)
+    references: list[Reference] = Field(default_factory=list, description="Matched from a bibliography file.")
     notes: list[str] = Field(default_factory=list, description="What happened while writing (fallbacks, repairs).")
 
     def section(self, key: str) -> Section | None:

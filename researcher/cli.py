@@ -1,4 +1,4 @@
-"""`societas research`, `societas resume`, `societas runs`."""
+"""`societas research`, `societas resume`, `societas runs`, `societas regenerate`, `societas review`."""
 
 from __future__ import annotations
 
@@ -18,6 +18,10 @@ def register(app: typer.Typer) -> None:
     app.command("research", help="Research a topic: plan, simulate, analyse, write and review a report.")(research_cmd)
     app.command("resume", help="Continue an interrupted or crashed run from its last checkpoint.")(resume_cmd)
     app.command("runs", help="List runs with topic, status, report versions and scores.")(runs_cmd)
+    app.command("regenerate", help="A new report version from a run's saved data; nothing is simulated again.")(
+        regenerate_cmd)
+    app.command("review", help="Review a run's latest report version yourself: approve, or comment per section.")(
+        review_cmd)
 
 
 def research_cmd(
@@ -33,15 +37,26 @@ def research_cmd(
     out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default: runs/<timestamp>-<slug>)."),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", envvar="RAY_ADDRESS",
                                               help="Join this Ray cluster instead of starting a local one."),
+    agents_mode: str = typer.Option("auto", "--agents-mode",
+                                    help="How agents with `decision: llm` choose: llm, rule (the fallback), or auto "
+                                    "(llm when the estimated LLM calls fit --llm-budget)."),
+    llm_budget: int = typer.Option(500, "--llm-budget", min=0,
+                                   help="auto mode: the most LLM calls (distinct prompts after grouping, estimated by a pilot)."),
+    interactive: bool = typer.Option(False, "--interactive",
+                                     help="Pause after the automated review so you can approve or comment."),
+    bib: Optional[Path] = typer.Option(None, "--bib", help="A BibTeX file the report may cite besides the shipped one."),
 ) -> None:
     """Take a topic to a reviewed report; every number in it comes from the simulation it runs."""
-    from researcher.runner import start
+    from researcher.runner import prompt_feedback, start
+    from simulator.llm_agents import check_agents_mode
     from researcher.state import ResearchConfig
 
     config = ResearchConfig(seeds=seeds, steps=steps, agents=agents, review_rounds=review_rounds, llm=llm,
                             agents_llm=agents_llm, reviewer_llm=reviewer_llm,
-                            model_path=str(model_path) if model_path else None, ray_address=ray_address)
-    start(topic, config, out=out)
+                            model_path=str(model_path) if model_path else None, ray_address=ray_address,
+                            agents_mode=check_agents_mode(agents_mode), llm_budget=llm_budget,
+                            bib=_bib(bib))
+    start(topic, config, out=out, feedback=prompt_feedback(Console(stderr=True)) if interactive else None)
 
 
 def resume_cmd(run: str = typer.Argument(..., help="Run id (see `societas runs`) or run folder path.")) -> None:
@@ -77,5 +92,53 @@ def runs_cmd(
         table.add_column(col)
     for r in rows:
         scores = ", ".join(f"v{k}: {v}" for k, v in r["scores"].items() if v is not None)
-        table.add_row(r["run"], r["status"], ", ".join(f"v{v}" for v in r["versions"]), scores, r["topic"][:60])
+        versions = ", ".join(f"v{v}" + (" (final)" if v == r["final"] else "") for v in r["versions"])
+        table.add_row(r["run"], r["status"], versions, scores, r["topic"][:60])
     Console().print(table)
+
+
+def _bib(path: Optional[Path]) -> Optional[str]:
+    """The --bib file as an absolute path, checked now so a bad file fails before any work."""
+    if path is None:
+        return None
+    from reports.citations import load_bibliography
+
+    load_bibliography(path)
+    return str(path.resolve())
+
+
+def regenerate_cmd(
+    run: str = typer.Argument(..., help="Run id (see `societas runs`) or run folder path."),
+    start_from: str = typer.Option("analyze", "--from", help="analyze: redo the analysis and the report; "
+                                   "write: only the report."),
+    llm: Optional[str] = typer.Option(None, "--llm", help="Another backend to write (and review) the report."),
+    review_rounds: Optional[int] = typer.Option(None, "--review-rounds", min=0, max=10, help="Most revision rounds."),
+    bib: Optional[Path] = typer.Option(None, "--bib", help="A BibTeX file the report may cite besides the shipped one."),
+) -> None:
+    """Forks the run's checkpoint after the simulation: versions v1..vN stay, the new ones follow."""
+    from researcher.runner import regenerate
+
+    regenerate(run, start_from=start_from, llm=llm, review_rounds=review_rounds, bib=_bib(bib))
+
+
+def review_cmd(
+    run: str = typer.Argument(..., help="Run id (see `societas runs`) or run folder path."),
+    comments: Optional[Path] = typer.Option(None, "--comments", help="Comments per section: '## <section>' "
+                                            "lines, each followed by the comment (see README); or just 'approve'."),
+    approve: bool = typer.Option(False, "--approve", help="Approve the latest version as it is."),
+) -> None:
+    """Shows the latest version and its review; revises only the sections you comment on."""
+    from reports.human import HumanFeedback, read_comments
+    from researcher.runner import fixed_feedback, prompt_feedback, review
+    from societas.errors import SocietasError
+
+    if comments and approve:
+        raise SocietasError("--comments and --approve exclude each other", hint="give one of them")
+    console = Console(stderr=True)
+    if approve:
+        feedback = fixed_feedback(HumanFeedback(approve=True, source="--approve"), console)
+    elif comments:
+        feedback = fixed_feedback(read_comments(comments), console)
+    else:
+        feedback = prompt_feedback(console)
+    review(run, feedback, console=console)

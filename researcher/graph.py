@@ -1,10 +1,13 @@
 """The research pipeline as one LangGraph `StateGraph`, assembled here so the flow reads top to bottom.
 
     topic -> analyze_topic -> design_experiment -> run_simulation -> analyze_results -> write_report
-          -> review_report -> (revise_report -> review_report)* -> finalize
+          -> review_report -> (revise_report -> review_report)* -> [human_review -> revise_report ...] -> finalize
 
 analyze_results may send the run back to run_simulation once with more seeds (low power);
 review_report loops through revise_report until the score bar, a plateau or the round limit.
+human_review (only when the state's `review_mode` asks for a person: `research --interactive`,
+`societas review`) pauses the run with `interrupt()`; comments send it to revise_report.
+`regenerate` forks the thread after run_simulation or analyze_results (see researcher.runner).
 """
 
 from __future__ import annotations
@@ -18,12 +21,13 @@ from langgraph.graph import END, START, StateGraph
 from researcher.nodes.analyze_results import analyze_results, needs_rerun
 from researcher.nodes.analyze_topic import analyze_topic
 from researcher.nodes.design_experiment import design_experiment
+from researcher.nodes.human_review import after_human_review, human_review
 from researcher.nodes.report import after_review, finalize, review_report, revise_report, write_report
 from researcher.nodes.run_simulation import run_simulation
 from researcher.state import Deps, ResearchState
 
 STAGES = ("analyze_topic", "design_experiment", "run_simulation", "analyze_results", "write_report",
-          "review_report", "revise_report", "finalize")
+          "review_report", "revise_report", "human_review", "finalize")
 
 
 def build_graph() -> StateGraph:
@@ -35,6 +39,7 @@ def build_graph() -> StateGraph:
     g.add_node("write_report", write_report)
     g.add_node("review_report", review_report)
     g.add_node("revise_report", revise_report)
+    g.add_node("human_review", human_review)
     g.add_node("finalize", finalize)
 
     g.add_edge(START, "analyze_topic")
@@ -44,8 +49,9 @@ def build_graph() -> StateGraph:
     g.add_conditional_edges("analyze_results", lambda s: "run_simulation" if needs_rerun(s) else "write_report",
                             ["run_simulation", "write_report"])
     g.add_edge("write_report", "review_report")
-    g.add_conditional_edges("review_report", after_review, ["revise_report", "finalize"])
+    g.add_conditional_edges("review_report", after_review, ["revise_report", "human_review", "finalize"])
     g.add_edge("revise_report", "review_report")
+    g.add_conditional_edges("human_review", after_human_review, ["revise_report", "finalize"])
     g.add_edge("finalize", END)
     return g
 

@@ -1,23 +1,33 @@
-"""Start, resume and watch a research run: the graph with checkpoints, progress, the manifest."""
+"""Start, resume, regenerate, review and watch a research run: the graph with checkpoints, progress,
+the human in the loop, the manifest."""
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from langgraph.types import Command
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 import prompts
+from reports.human import HumanFeedback, section_key
 from researcher.graph import compile_graph
 from researcher.state import MAX_TOPIC_CHARS, Deps, ResearchConfig
+from researcher.writing import render_status, report_dir
 from societas.errors import SocietasError
 from societas.runs import RunFolder, base_manifest
 
 log = logging.getLogger(__name__)
+
+Feedback = Callable[[dict[str, Any]], "HumanFeedback | None"]  # None: no answer, the run keeps waiting
+FORK_POINTS = {"analyze": ("analyze_results", "run_simulation"), "write": ("write_report", "analyze_results")}
 
 
 def prepare_topic(topic: str) -> tuple[str, list[str]]:
@@ -78,7 +88,7 @@ def open_llms(config: ResearchConfig, folder: RunFolder):
 
 
 def start(topic: str, config: ResearchConfig, *, out: Path | None = None, console: Console | None = None,
-          llms: Any = None) -> RunFolder:
+          llms: Any = None, feedback: Feedback | None = None) -> RunFolder:
     """A new run folder and the whole pipeline on it."""
     topic, notes = prepare_topic(topic)
     if out and (Path(out) / "manifest.json").exists():
@@ -98,8 +108,9 @@ def start(topic: str, config: ResearchConfig, *, out: Path | None = None, consol
     for note in notes:
         console.print(f"[yellow]note:[/yellow] {note}")
     console.print(f"run [bold]{folder.id}[/bold] in {folder.path}")
-    state = {"topic": topic, "config": config.model_dump(), "notes": notes}
-    return _execute(folder, state, config, console, llms)
+    state = {"topic": topic, "config": config.model_dump(), "notes": notes,
+             "review_mode": "interactive" if feedback else None}
+    return _execute(folder, state, config, console, llms, feedback)
 
 
 def resume(run: str | Path, *, console: Console | None = None, llms: Any = None) -> RunFolder:
@@ -115,7 +126,15 @@ def resume(run: str | Path, *, console: Console | None = None, llms: Any = None)
     return _execute(folder, None, config, console, llms)
 
 
-def _execute(folder: RunFolder, state: dict | None, config: ResearchConfig, console: Console, llms: Any) -> RunFolder:
+def _pending(graph, cfg) -> dict | None:
+    """The payload of the interrupt the thread waits on, if any."""
+    snapshot = graph.get_state(cfg)
+    interrupts = getattr(snapshot, "interrupts", ()) or [i for t in snapshot.tasks for i in t.interrupts]
+    return interrupts[0].value if interrupts else None
+
+
+def _execute(folder: RunFolder, state: dict | None, config: ResearchConfig, console: Console, llms: Any,
+             feedback: Feedback | None = None) -> RunFolder:
     graph, conn = compile_graph(folder.path / "checkpoints.sqlite")
     cfg = {"configurable": {"thread_id": folder.id}}
     if state is None:
@@ -129,9 +148,24 @@ def _execute(folder: RunFolder, state: dict | None, config: ResearchConfig, cons
     deps = Deps(folder=folder, llms=llms)
     t0 = time.perf_counter()
     folder.update_manifest(status="running")
+    run_input: Any = state
     try:
-        for _mode, event in graph.stream(state, cfg, context=deps, stream_mode=["custom"], durability="sync"):
-            view(event)
+        while True:
+            for _mode, event in graph.stream(run_input, cfg, context=deps, stream_mode=["custom"],
+                                             durability="sync"):
+                view(event)
+            view.close()
+            request = _pending(graph, cfg)
+            if request is None:
+                break
+            answer = feedback(request) if feedback is not None else None
+            if answer is None:  # nobody to ask, or the person left without approving or commenting
+                folder.update_manifest(status="awaiting review")
+                console.print(f"[yellow]waiting for your review[/yellow] of version {request['version']}: "
+                              f"`societas review {folder.id}`")
+                conn.close()
+                return folder
+            run_input = Command(resume=answer.model_dump())
         final = graph.get_state(cfg).values
     except KeyboardInterrupt:
         view.close()
@@ -150,18 +184,39 @@ def _execute(folder: RunFolder, state: dict | None, config: ResearchConfig, cons
     version = final.get("final_version")
     console.print(f"[bold green]report:[/bold green] {folder.path / 'report' / 'final' / 'report.md'}"
                   + (f" (version {version})" if version else ""))
+    status = render_status(folder.path, version) if version else {}
+    if status.get("pdf"):
+        console.print(f"[bold green]pdf:[/bold green] {folder.path / 'report' / 'final' / 'report.pdf'}")
+    elif status.get("notice"):
+        console.print(f"[yellow]note:[/yellow] {status['notice'].replace('RUN', folder.id)}")
     return folder
 
 
+def saved_versions(run_dir: Path) -> dict[int, int | None]:
+    """Every report version on disk with its overall review score (None when not reviewed or not scored)."""
+    found: dict[int, int | None] = {}
+    for path in (run_dir / "report").glob("v*"):
+        if not (re.fullmatch(r"v\d+", path.name) and (path / "report.json").is_file()):
+            continue
+        review = path / "review.json"
+        try:
+            scores = json.loads(review.read_text()).get("scores") if review.is_file() else None
+        except (OSError, json.JSONDecodeError):
+            scores = None
+        found[int(path.name[1:])] = (scores or {}).get("overall")
+    return dict(sorted(found.items()))
+
+
 def _finish_manifest(folder: RunFolder, final: dict, llms: Any, seconds: float) -> None:
-    reviews = final.get("reviews", [])
-    scores = {r["version"]: (r.get("scores") or {}).get("overall") for r in reviews}
+    versions = saved_versions(folder.path)
     snapshot = llms.snapshot() if hasattr(llms, "snapshot") else {}
     folder.update_manifest(
         status="complete",
         final_version=final.get("final_version"),
-        versions=sorted({r["version"] for r in reviews} | {final.get("report_version", 0)} - {0}),
-        scores=scores,
+        versions=list(versions),
+        scores=versions,
+        human_reviewed=sorted(v for v in versions
+                              if (report_dir(folder.path, v) / "human_comments.json").is_file()),
         timings=final.get("timings", {}),
         tokens=final.get("tokens", {}),
         llm=snapshot,
@@ -170,3 +225,143 @@ def _finish_manifest(folder: RunFolder, final: dict, llms: Any, seconds: float) 
         scenario=final.get("design", {}).get("scenario"),
         last_session_seconds=round(seconds, 2),
     )
+
+
+def _open_finished(run: str | Path):
+    """The run folder, its config and its compiled graph; refuses a run without checkpoints."""
+    folder = RunFolder.open(run)
+    if not (folder.path / "checkpoints.sqlite").exists():
+        raise SocietasError(f"run {folder.id} has no checkpoints",
+                            hint="only runs made by `societas research` can be regenerated or reviewed")
+    config = ResearchConfig.model_validate(folder.read_manifest().get("config", {}))
+    graph, conn = compile_graph(folder.path / "checkpoints.sqlite")
+    return folder, config, graph, conn, {"configurable": {"thread_id": folder.id}}
+
+
+def regenerate(run: str | Path, *, start_from: str = "analyze", llm: str | None = None,
+               review_rounds: int | None = None, bib: str | None = None, console: Console | None = None,
+               llms: Any = None) -> RunFolder:
+    """A new report version from the saved data: the thread forks at the checkpoint after
+    run_simulation (`analyze`) or analyze_results (`write`), so no earlier stage runs again."""
+    if start_from not in FORK_POINTS:
+        raise SocietasError(f"cannot regenerate from {start_from!r}", hint="use --from analyze or --from write")
+    target, as_node = FORK_POINTS[start_from]
+    folder, config, graph, conn, cfg = _open_finished(run)
+    try:
+        if graph.get_state(cfg).next:
+            raise SocietasError(f"run {folder.id} is not finished",
+                                hint=f"finish it with `societas resume {folder.id}`, then regenerate")
+        fork = next((s for s in graph.get_state_history(cfg) if s.next == (target,)), None)
+        if fork is None:
+            raise SocietasError(f"run {folder.id} has no checkpoint before {target}",
+                                hint="regenerate needs a run whose simulation finished")
+        changes: dict[str, Any] = {"max_extra_seed_rounds": fork.values.get("extra_seed_rounds", 0)}  # never simulate
+        if llm is not None:
+            changes["llm"] = llm
+        if review_rounds is not None:
+            changes["review_rounds"] = review_rounds
+        if bib is not None:
+            changes["bib"] = bib
+        config = ResearchConfig.model_validate({**config.model_dump(), **changes})
+        base = max(saved_versions(folder.path), default=0)
+        graph.update_state(fork.config, {"config": config.model_dump(), "version_base": base, "review_mode": None,
+                                         "human_feedback": {}, "reviews": [], "review_round": 0}, as_node=as_node)
+    finally:
+        conn.close()
+    history = folder.read_manifest().get("regenerations", [])
+    folder.update_manifest(config=config.model_dump(), config_hash=config.digest(),
+                           regenerations=[*history, {"from": start_from, "after_version": base, **changes}])
+    console = console or Console(stderr=True)
+    console.print(f"regenerating run [bold]{folder.id}[/bold] from {target}: version {base + 1} and later")
+    return _execute(folder, None, config, console, llms)
+
+
+def review(run: str | Path, feedback: Feedback, *, console: Console | None = None, llms: Any = None) -> RunFolder:
+    """A person reviews the latest version: the thread goes to human_review, which waits for `feedback`.
+
+    A review that was cut short (killed mid-revision) is continued, not started again.
+    """
+    folder, config, graph, conn, cfg = _open_finished(run)
+    console = console or Console(stderr=True)
+    try:
+        snapshot = graph.get_state(cfg)
+        if snapshot.next and not snapshot.values.get("review_mode"):
+            raise SocietasError(f"run {folder.id} is not finished",
+                                hint=f"finish it with `societas resume {folder.id}`, then review it")
+        if not snapshot.next:
+            if not snapshot.values.get("reviews"):
+                raise SocietasError(f"run {folder.id} has no reviewed report", hint="finish the run first")
+            graph.update_state(cfg, {"review_mode": "once", "human_feedback": {}}, as_node="review_report")
+        elif _pending(graph, cfg) is None:
+            console.print("continuing the review that was interrupted")
+    finally:
+        conn.close()
+    return _execute(folder, None, config, console, llms, feedback)
+
+
+def fixed_feedback(answer: HumanFeedback, console: Console | None = None) -> Feedback:
+    """Feedback for `--comments FILE` / `--approve`: the answer once, then approval (its revision is the
+    new version; the file has nothing more to say about it). With `console`, the request is shown."""
+    given: list[bool] = []
+
+    def respond(request: dict[str, Any]) -> HumanFeedback:
+        if given:
+            return HumanFeedback(approve=True, source=answer.source)
+        given.append(True)
+        if console is not None:
+            show_request(request, console)
+        return answer
+
+    return respond
+
+
+def show_request(request: dict[str, Any], console: Console) -> None:
+    """The version, its review (scores, failed checks, comments) and its sections, for a person to read."""
+    review = request.get("review") or {}
+    scores = review.get("scores") or {}
+    console.rule(f"Version {request['version']}: {request['title']}")
+    if scores:
+        console.print("scores: " + ", ".join(f"{k} {v}" for k, v in scores.items()))
+    failed = [c for c in review.get("checks", []) if not c.get("ok")]
+    console.print(f"checks: {len(review.get('checks', [])) - len(failed)}/{len(review.get('checks', []))} pass")
+    for c in review.get("comments", []):
+        console.print(f"  [{c.get('source', 'reviewer')}] {c.get('section')}: {c.get('comment')}", markup=False)
+    for section in request["sections"]:
+        console.print(f"\n[bold]## {section['key']}[/bold] ({section['title']})")
+        text = section["text"]
+        console.print(text[:600] + (" …" if len(text) > 600 else ""), markup=False)
+
+
+def prompt_feedback(console: Console) -> Feedback:
+    """Feedback typed at the terminal: approve, or a comment per section."""
+    def respond(request: dict[str, Any]) -> HumanFeedback:
+        show_request(request, console)
+        keys = tuple(s["key"] for s in request["sections"])
+        comments: dict[str, str] = {}
+        while True:
+            try:
+                name = console.input("\nsection to comment on (key or title; empty when done): ").strip()
+            except EOFError:  # input closed (not a terminal, or Ctrl-D): what was typed so far counts
+                break
+            if not name:
+                break
+            key = section_key(name, keys)
+            if key is None:
+                console.print("unknown section; one of: " + ", ".join(keys))
+                continue
+            try:
+                text = console.input(f"comment on {key}: ").strip()
+            except EOFError:
+                break
+            if text:
+                comments[key] = text
+        if comments:
+            return HumanFeedback(comments=comments, source="prompt")
+        # No comments: approve only when the person says so; closed input never approves by accident.
+        try:
+            answer = console.input(f"no comments: approve version {request['version']} as it is? [y/N] ")
+        except EOFError:
+            return None
+        return HumanFeedback(approve=True, source="prompt") if answer.strip().lower() in {"y", "yes"} else None
+
+    return respond

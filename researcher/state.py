@@ -13,7 +13,7 @@ import json
 import operator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, TypedDict
+from typing import Annotated, Any, Literal, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -40,6 +40,10 @@ class ResearchConfig(BaseModel):
     use_ray: bool = True
     allow_generate: bool = True
     max_extra_seed_rounds: int = Field(1, ge=0, le=3)
+    agents_mode: Literal["llm", "rule", "auto"] = "auto"  # how agents with `decision: llm` choose
+    llm_budget: int = Field(500, ge=0, le=10_000_000)  # auto: most LLM calls (distinct prompts; keeps the offline run fast)
+    llm_concurrency: int | None = Field(None, ge=1, le=1024)  # LLM agent requests in flight per simulation run
+    bib: str | None = None  # a user's BibTeX file, cited besides the shipped one
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(self.model_dump(), sort_keys=True).encode()).hexdigest()[:16]
@@ -61,6 +65,8 @@ class ResearchState(TypedDict, total=False):
     reviews: list[dict[str, Any]]
     review_round: int
     human_feedback: dict[str, Any]
+    review_mode: str | None  # None, "interactive" (research --interactive) or "once" (societas review)
+    version_base: int  # a regeneration numbers its versions after this one
     final_version: int
     notes: Annotated[list[str], operator.add]
     timings: Annotated[dict[str, float], _merge]

@@ -18,12 +18,15 @@ from pathlib import Path
 import prompts
 from llms.errors import LLMOutputInvalid
 from reports.checks import strip_untraced_numbers
+from reports.html import render_html
+from reports.latex import render_latex, section_at_line
 from reports.markdown import render_markdown
 from reports.models import FACT_RE, FIGURE_RE, SECTION_KEYS, SECTION_TITLES, Report, Section
+from reports.pdf import compile_pdf, toolchain
 from researcher.analysis import Findings
 from researcher.schemas import ExperimentDesign, ResearchPlan
 from simulator.spec import ScenarioSpec
-from societas.runs import atomic_write_text
+from societas.runs import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -113,8 +116,7 @@ def generated_markdown(key: str, ctx: WritingContext) -> str:
     if key == "limitations":
         items = [f"The researcher model was {ctx.models.get('researcher', 'unknown')}; it wrote prose only, "
                  "every number comes from the simulation data.",
-                 "Agents followed the scenario's rule-based decision model "
-                 f"({ctx.models.get('agents_mode', 'rule mode')}).",
+                 agents_limitation(ctx.run_dir),
                  f"The results hold for the simulated scenario `{spec.name}` and its parameter range only.",
                  *ctx.notes, *f.notes]
         return _bullets(list(dict.fromkeys(items)))
@@ -132,12 +134,34 @@ def generated_markdown(key: str, ctx: WritingContext) -> str:
     return ""
 
 
+def agents_limitation(run_dir: Path) -> str:
+    """Which decision model drove the agents, and why: from `data/agents.json`, written by the simulation."""
+    path = run_dir / "data" / "agents.json"
+    try:
+        agents = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return "Agents followed the scenario's rule-based decision model."
+    reason = str(agents.get("reason", "")).rstrip(".")
+    if agents.get("used") != "llm":
+        return f"Agents followed the scenario's rule-based decision model ({reason})."
+    totals = agents.get("totals", {})
+    fell_back = int(totals.get("llm_invalid", 0)) + int(totals.get("llm_failed", 0))
+    types = ", ".join(agents.get("llm_agent_types", [])) or "the LLM agent types"
+    return (f"Agents of type {types} decided with the language model {agents.get('model') or agents.get('backend')} "
+            f"({reason}): {int(totals.get('llm_agent_decisions', 0)):,} agent decisions from "
+            f"{int(totals.get('llm_prompts', 0)):,} distinct prompts; {fell_back:,} answers were invalid or failed "
+            "and used the rule's fallback instead. The agents' choices reflect the model as much as the people "
+            "they stand for.")
+
+
 def research_command(ctx: WritingContext) -> str:
     """The command line that reproduces this run's configuration."""
     c = ctx.config
     parts = ["societas research", json.dumps(ctx.topic[:200], ensure_ascii=False), f"--seeds {c.get('seeds')}"]
     for flag, key in (("--agents", "agents"), ("--steps", "steps"), ("--llm", "llm"),
-                      ("--reviewer-llm", "reviewer_llm"), ("--review-rounds", "review_rounds")):
+                      ("--agents-llm", "agents_llm"), ("--reviewer-llm", "reviewer_llm"),
+                      ("--review-rounds", "review_rounds"), ("--agents-mode", "agents_mode"),
+                      ("--llm-budget", "llm_budget")):
         if c.get(key) is not None:
             parts.append(f"{flag} {c[key]}")
     return " ".join(parts)
@@ -173,7 +197,7 @@ def clean_prose(text: str, ctx: WritingContext) -> tuple[str, list[str]]:
     text = FACT_RE.sub(lambda m: m.group(0) if m.group(1) in known else "", text)
     text = FIGURE_RE.sub(lambda m: m.group(0) if m.group(1) in figures else "", text)
     text = re.sub(r"^#+\s.*$", "", text, flags=re.MULTILINE).strip()  # the renderer owns headings
-    text = drop_repeats(text)
+    text = drop_enumerators(drop_repeats(text))
     cleaned = strip_untraced_numbers(text, ctx.findings.facts, allowed=ctx.allowed_numbers())
     notes = []
     removed = cleaned.count("[unverified number removed]") - text.count("[unverified number removed]")
@@ -183,6 +207,15 @@ def clean_prose(text: str, ctx: WritingContext) -> tuple[str, list[str]]:
 
 
 MAX_PROSE_CHARS = 1800
+
+# "questions: 1. Is it ... peers? 2. Does ...": list markers run into prose are not quantities, and
+# flagging them as unverified numbers filled reports with "[unverified number removed]".
+_ENUMERATOR_RE = re.compile(r"(?m)(?:^|(?<=[:;.?!]\s))\(?\d{1,2}[.)]\s+(?=[A-Z\"'])")
+
+
+def drop_enumerators(text: str) -> str:
+    """Remove list markers at the start of a line or a sentence; a number inside a sentence stays."""
+    return _ENUMERATOR_RE.sub("", text)
 
 
 def drop_repeats(text: str, limit: int = MAX_PROSE_CHARS) -> str:
@@ -218,14 +251,79 @@ def report_dir(run_dir: Path, version: int) -> Path:
     return run_dir / "report" / f"v{version}"
 
 
-def save_report(report: Report, run_dir: Path) -> Path:
-    """report/vN/report.md and report.json. Each revision gets a new N, so earlier versions stay;
-    a node re-run after a crash rewrites its own version, with the same content."""
+@dataclass
+class Rendered:
+    """What one version's renderings came to; `render.json` in the version folder holds the same."""
+
+    folder: Path
+    pdf: bool
+    errors: list[str]
+    error_sections: list[str]
+    notice: str = ""
+    seconds: float = 0.0
+
+
+NO_TEX_NOTICE = ("No TeX toolchain (pdflatex) is installed, so there is no PDF: the report is in Markdown, HTML "
+                 "and LaTeX (report.tex). Install TeX (scripts/setup.sh does) and run `societas regenerate RUN` "
+                 "for a PDF.")
+
+
+def _copy_figures(report: Report, run_dir: Path, out: Path) -> dict[str, str]:
+    """Each figure's PNG beside the .tex (TeX may read nothing outside the version folder)."""
+    paths = {}
+    for fig in report.figures:
+        source = run_dir / fig.path
+        if source.is_file():
+            atomic_write_bytes(out / "figures" / f"{fig.id}.png", source.read_bytes())
+            paths[fig.id] = f"figures/{fig.id}.png"
+    return paths
+
+
+def last_good_pdf(run_dir: Path, before: int) -> Path | None:
+    """The newest report.pdf of a version older than `before`."""
+    for version in range(before - 1, 0, -1):
+        pdf = report_dir(run_dir, version) / "report.pdf"
+        if pdf.is_file():
+            return pdf
+    return None
+
+
+def save_report(report: Report, run_dir: Path) -> Rendered:
+    """report/vN/: report.json, report.md (the source of truth), report.html, report.tex and, when TeX
+    compiles it, report.pdf. Each revision gets a new N, so earlier versions stay; a node re-run
+    after a crash rewrites its own version, with the same content. A failed compile loses nothing:
+    the Markdown is written first and an older version's PDF is never touched."""
     out = report_dir(run_dir, report.version)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "report.json", report.model_dump_json(indent=2))
     atomic_write_text(out / "report.md", render_markdown(report))
-    return out / "report.md"
+    atomic_write_text(out / "report.html", render_html(report, run_dir))
+    tex_source = render_latex(report, _copy_figures(report, run_dir, out))
+    atomic_write_text(out / "report.tex", tex_source)
+    (out / "report.pdf").unlink(missing_ok=True)  # a stale PDF from a crashed earlier attempt is not this text
+    if toolchain() is None:
+        rendered = Rendered(out, pdf=False, errors=[], error_sections=[], notice=NO_TEX_NOTICE)
+    else:
+        result = compile_pdf(out / "report.tex")
+        sections = sorted({key for line in result.error_lines if (key := section_at_line(tex_source, line))})
+        notice = ""
+        if not result.ok:
+            previous = last_good_pdf(run_dir, report.version)
+            notice = (f"The PDF of version {report.version} could not be built ({'; '.join(result.errors[:3])}); "
+                      "its Markdown, HTML and LaTeX are complete"
+                      + (f", and the last good PDF is {previous.relative_to(run_dir)}." if previous else "."))
+        rendered = Rendered(out, pdf=result.ok, errors=result.errors, error_sections=sections, notice=notice,
+                            seconds=result.seconds)
+    atomic_write_json(out / "render.json", {"pdf": rendered.pdf, "errors": rendered.errors,
+                                            "error_sections": rendered.error_sections, "notice": rendered.notice,
+                                            "seconds": rendered.seconds})
+    return rendered
+
+
+def render_status(run_dir: Path, version: int) -> dict:
+    """The version's render.json (empty when it was rendered before PDFs existed)."""
+    path = report_dir(run_dir, version) / "render.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def load_report(run_dir: Path, version: int) -> Report:

@@ -11,13 +11,25 @@ from pydantic import BaseModel, ConfigDict, Field
 import prompts
 from llms.errors import LLMOutputInvalid
 from reports.checks import comments_from_checks, run_checks
+from reports.citations import load_bibliography, match_references
 from reports.markdown import substitute
-from reports.models import SECTION_KEYS, SECTION_TITLES, Report, Review, RubricScores, Section, SectionComment
+from reports.models import (
+    SECTION_KEYS,
+    SECTION_TITLES,
+    Reference,
+    Report,
+    Review,
+    RubricScores,
+    Section,
+    SectionComment,
+)
 from researcher.analysis import Findings
 from researcher.nodes._stage import emit, stage
 from researcher.schemas import ExperimentDesign, ResearchPlan
 from researcher.state import Deps, ResearchConfig, ResearchState
 from researcher.writing import (
+    NO_TEX_NOTICE,
+    Rendered,
     WritingContext,
     build_sections,
     generated_markdown,
@@ -49,21 +61,55 @@ def writing_context(state: ResearchState, deps: Deps) -> WritingContext:
     )
 
 
+def references(ctx: WritingContext) -> list[Reference]:
+    """Bibliography entries (shipped, or the user's --bib) that the plan's theories or the scenario name."""
+    texts = [*ctx.plan.theories, *ctx.spec.references, ctx.spec.name.replace("_", " "), ctx.spec.title]
+    return match_references(texts, load_bibliography(ctx.config.get("bib")))
+
+
 def _report(version: int, ctx: WritingContext, sections, notes) -> Report:
     f = ctx.findings
     return Report(version=version, title=ctx.plan.title, sections=sections, facts=f.facts, figures=f.figures,
-                  verdicts=f.verdicts, notes=notes)
+                  verdicts=f.verdicts, references=references(ctx), notes=notes)
+
+
+def save_and_compile(llm, report: Report, ctx: WritingContext, stage_name: str) -> Rendered:
+    """Save every format; when LaTeX fails in a section's text, the writer rewrites that section once."""
+    rendered = save_report(report, ctx.run_dir)
+    retry = [k for k in rendered.error_sections if report.section(k) is not None and report.section(k).body]
+    if rendered.pdf or not retry:
+        _announce(stage_name, report.version, rendered)
+        return rendered
+    emit(stage_name, "LaTeX failed in " + ", ".join(retry) + "; asking the writer to rewrite once")
+    comment = ("The LaTeX compiler failed on this section (" + "; ".join(rendered.errors[:3])
+               + "). Rewrite it in plain words, without symbols or markup.")
+    sections = []
+    for section in report.sections:
+        if section.key in retry:
+            prose, _ = write_prose(llm, section.key, ctx, comment=comment, previous=section.body)
+            section = section.model_copy(update={"body": prose or section.body})
+        sections.append(section)
+    rendered = save_report(report.model_copy(update={"sections": sections}), ctx.run_dir)
+    _announce(stage_name, report.version, rendered)
+    return rendered
+
+
+def _announce(stage_name: str, version: int, rendered: Rendered) -> None:
+    formats = "md, html, tex" + (", pdf" if rendered.pdf else "")
+    emit(stage_name, f"version {version} at report/v{version}/ ({formats})")
+    if rendered.notice and rendered.notice != NO_TEX_NOTICE:  # no TeX: the runner says so once, at the end
+        log.warning("%s", rendered.notice)
+        emit(stage_name, rendered.notice)
 
 
 @stage("write_report")
 def write_report(state: ResearchState, deps: Deps) -> dict:
     ctx = writing_context(state, deps)
+    version = state.get("version_base", 0) + 1  # a regeneration writes after the versions that exist
     emit("write_report", f"writing {len(SECTION_KEYS)} sections")
     sections, notes = build_sections(deps.llms.researcher, ctx)
-    report = _report(1, ctx, sections, notes)
-    path = save_report(report, deps.run_dir)
-    emit("write_report", f"version 1 at {path.relative_to(deps.run_dir)}")
-    return {"report_version": 1, "review_round": 0, "reviews": []}
+    save_and_compile(deps.llms.researcher, _report(version, ctx, sections, notes), ctx, "write_report")
+    return {"report_version": version, "review_round": 0, "reviews": []}
 
 
 Score = Literal[1, 2, 3, 4, 5]  # an enum, not ge/le: llama.cpp's grammar enforces enums but not integer bounds
@@ -134,7 +180,23 @@ def review_report(state: ResearchState, deps: Deps) -> dict:
             "review_round": state.get("review_round", 0) + 1, "notes": [note] if note else []}
 
 
+def _human_revision_done(state: ResearchState) -> bool:
+    return state.get("human_feedback", {}).get("revised_to") == state.get("report_version")
+
+
 def after_review(state: ResearchState) -> str:
+    """The automated loop, then the human when one is asked (`review_mode`); after a human's
+    revision only the human decides again (interactive) or the run ends (one review round)."""
+    mode = state.get("review_mode")
+    if mode == "once" and not state.get("human_feedback"):
+        return "human_review"  # `societas review` on a finished run: straight to the person
+    if _human_revision_done(state):
+        return "human_review" if mode == "interactive" else "finalize"
+    decision = _automated(state)
+    return "human_review" if decision == "finalize" and mode else decision
+
+
+def _automated(state: ResearchState) -> str:
     """Revise while rounds are left, the bar is not reached and scores still improve."""
     config = ResearchConfig.model_validate(state["config"])
     reviews = [Review.model_validate(r) for r in state.get("reviews", [])]
@@ -150,35 +212,51 @@ def after_review(state: ResearchState) -> str:
     return "revise_report"
 
 
+def _comments(state: ResearchState) -> tuple[dict[str, str], bool]:
+    """Section -> comment to address: a human's pending comments, else the last review's."""
+    human = state.get("human_feedback") or {}
+    if human.get("comments") and human.get("version") == state["report_version"] and "revised_to" not in human:
+        return dict(human["comments"]), True
+    review = Review.model_validate(state["reviews"][-1])
+    return {key: " ".join(c.comment for c in review.comments if c.section == key)
+            for key in review.sections_to_revise()}, False
+
+
 @stage("revise_report")
 def revise_report(state: ResearchState, deps: Deps) -> dict:
     version = state["report_version"]
     report = load_report(deps.run_dir, version)
-    review = Review.model_validate(state["reviews"][-1])
     ctx = writing_context(state, deps)
-    targets = review.sections_to_revise()
+    targets, by_human = _comments(state)
     notes: list[str] = []
     sections = []
     for section in report.sections:
         if section.key not in targets:
             sections.append(section)  # untouched: byte-identical
             continue
-        comment = " ".join(c.comment for c in review.comments if c.section == section.key)
+        comment = targets[section.key]
         emit("revise_report", f"revising {SECTION_TITLES.get(section.key, section.key)}")
         prose, n = write_prose(deps.llms.researcher, section.key, ctx, comment=comment, previous=section.body)
         notes += n
         sections.append(section.model_copy(update={"body": prose or section.body,
                                                    "generated": generated_markdown(section.key, ctx)}))
     present = {s.key for s in sections}
-    for key in SECTION_KEYS:  # a missing section flagged by the checks is written afresh
+    for key in SECTION_KEYS if not by_human else ():  # a missing section flagged by the checks is written afresh
         if key not in present:
             prose, n = write_prose(deps.llms.researcher, key, ctx)
             sections.append(Section(key=key, title=SECTION_TITLES[key], body=prose,
                                     generated=generated_markdown(key, ctx)))
     sections.sort(key=lambda s: SECTION_KEYS.index(s.key) if s.key in SECTION_KEYS else len(SECTION_KEYS))
     new = report.model_copy(update={"version": version + 1, "sections": sections, "notes": report.notes + notes})
-    save_report(new, deps.run_dir)
-    return {"report_version": version + 1}
+    if not by_human:
+        save_and_compile(deps.llms.researcher, new, ctx, "revise_report")
+        return {"report_version": version + 1}
+    human = state["human_feedback"]
+    atomic_write_json(report_dir(deps.run_dir, version + 1) / "human_comments.json",
+                      {"reviewed_version": version, "version": version + 1, "comments": targets,
+                       "source": human.get("source", "")})
+    save_and_compile(deps.llms.researcher, new, ctx, "revise_report")
+    return {"report_version": version + 1, "human_feedback": {**human, "revised_to": version + 1}}
 
 
 def best_version(reviews: list[Review]) -> int:
@@ -194,6 +272,11 @@ def finalize(state: ResearchState, deps: Deps) -> dict:
     latest = state["report_version"]
     reviewed = {r.version for r in reviews}
     chosen = best_version(reviews) if latest in reviewed or not reviews else latest
+    human = state.get("human_feedback") or {}
+    if human.get("approve") and human.get("version"):
+        chosen = human["version"]  # a person's approval outranks the rubric
+    elif _human_revision_done(state):
+        chosen = latest
     final = deps.run_dir / "report" / "final"
     tmp = final.with_name(".final.tmp")
     if tmp.is_symlink() or tmp.exists():

@@ -16,7 +16,6 @@ from reports.models import SECTION_KEYS, Report
 from researcher.runner import prepare_topic, start
 from researcher.state import MAX_TOPIC_CHARS, ResearchConfig
 from societas.errors import SocietasError
-from tests.doubles.schema_server import SchemaAwareServer
 
 # One per domain, none named after a library scenario.
 TOPICS = {
@@ -29,18 +28,6 @@ TOPICS = {
     "law": "Do more frequent audits reduce tax evasion?",
     "communication": "Why do rumours stop spreading before everyone has heard them?",
 }
-
-
-@pytest.fixture(scope="module")
-def server():
-    with SchemaAwareServer() as s:
-        yield s
-
-
-@pytest.fixture(autouse=True)
-def isolated(tmp_path, monkeypatch):
-    monkeypatch.setenv("SOCIETAS_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
 
 
 def small_config(server, **kw) -> ResearchConfig:

@@ -1,0 +1,36 @@
+"""The prose sanitizer's handling of list markers the model runs into its sentences."""
+
+from __future__ import annotations
+
+import json
+
+from reports.checks import untraced_numbers
+from researcher.writing import drop_enumerators
+
+
+def test_list_markers_at_sentence_starts_are_dropped():
+    text = "Related questions: 1. Is it possible? 2. Does it matter?\n3) Who decides? (4) Why now?"
+    assert drop_enumerators(text) == "Related questions: Is it possible? Does it matter?\nWho decides? Why now?"
+
+
+def test_numbers_inside_sentences_are_kept_and_still_flagged():
+    text = "The share rose by 7. Then it fell to 3 agents. It was 12.5 percent."
+    kept = drop_enumerators(text)
+    assert kept == text
+    assert untraced_numbers(kept, []) == ["7", "3", "12.5"]
+
+
+def test_limitations_say_which_decision_model_drove_the_agents(tmp_path):
+    from researcher.writing import agents_limitation
+
+    assert agents_limitation(tmp_path) == "Agents followed the scenario's rule-based decision model."
+    (tmp_path / "data").mkdir()
+    agents = {"used": "llm", "reason": "auto: about 40 LLM calls fit the budget of 500", "model": "smollm2-135m",
+              "llm_agent_types": ["patron"], "totals": {"llm_agent_decisions": 240, "llm_prompts": 40,
+                                                        "llm_invalid": 3, "llm_failed": 1}}
+    (tmp_path / "data" / "agents.json").write_text(json.dumps(agents))
+    text = agents_limitation(tmp_path)
+    assert "patron" in text and "smollm2-135m" in text and "240 agent decisions from 40 distinct prompts" in text
+    assert "4 answers were invalid or failed" in text
+    (tmp_path / "data" / "agents.json").write_text(json.dumps({**agents, "used": "rule", "reason": "rule mode"}))
+    assert agents_limitation(tmp_path) == "Agents followed the scenario's rule-based decision model (rule mode)."
