@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from simulator.llm_agents import DEFAULT_LLM_BUDGET
 from societas.errors import SocietasError
 
 scenarios_app = typer.Typer(
@@ -21,6 +22,18 @@ console = Console(stderr=True)
 
 PARAM_HELP = "Set a parameter for every run: --param name=value (repeatable)."
 SWEEP_HELP = "Sweep a parameter over values, one condition each: --sweep epsilon=0.1,0.2,0.3."
+AGENTS_MODE_HELP = ("How agents with `decision: llm` choose: llm (a language model), rule (the rules' fallback), "
+                    "auto (llm when the estimated LLM calls fit --llm-budget).")
+SHARDS_HELP = ("Split each run over this many Ray actors (same results, bit for bit); default: only runs "
+               "above 2,000,000 agents are split.")
+LLM_BUDGET_HELP = "auto mode: the most LLM calls (distinct prompts after grouping, estimated by a pilot) to allow."
+# The LLM-agent options of `scenarios run` and `simulate`, declared once for both.
+AGENTS_MODE_OPTION = typer.Option("auto", "--agents-mode", help=AGENTS_MODE_HELP)
+LLM_BUDGET_OPTION = typer.Option(DEFAULT_LLM_BUDGET, "--llm-budget", min=0, help=LLM_BUDGET_HELP)
+LLM_OPTION = typer.Option(None, "--llm", help="Backend for LLM agents: embedded (default), a URL, vllm:MODEL.")
+MODEL_PATH_OPTION = typer.Option(None, "--model-path", help="Another GGUF for the embedded server.")
+LLM_CONCURRENCY_OPTION = typer.Option(None, "--llm-concurrency", min=1, max=1024,
+                                      help="LLM requests in flight per run (default: the backend's).")
 
 
 def register(app: typer.Typer) -> None:
@@ -96,12 +109,20 @@ def run_cmd(
     ray_address: Optional[str] = typer.Option(None, "--ray-address", envvar="RAY_ADDRESS",
                                               help="Join this Ray cluster instead of starting a local one."),
     local: bool = typer.Option(False, "--local", help="Run in this process, without Ray (debugging)."),
+    shards: Optional[int] = typer.Option(None, "--shards", min=1, help=SHARDS_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    agents_mode: str = AGENTS_MODE_OPTION,
+    llm_budget: int = LLM_BUDGET_OPTION,
+    llm: Optional[str] = LLM_OPTION,
+    model_path: Optional[Path] = MODEL_PATH_OPTION,
+    llm_concurrency: Optional[int] = LLM_CONCURRENCY_OPTION,
 ) -> None:
     """Run a library scenario: every condition x seed as a Ray task; data to the output folder."""
     from simulator.catalog import load_scenario
 
-    _run_spec(load_scenario(name), param, sweep, agents, steps, seeds, out, ray_address, local, as_json)
+    setup = agents_setup(agents_mode, llm_budget, llm, model_path, llm_concurrency)
+    _run_spec(load_scenario(name), param, sweep, agents, steps, seeds, out, ray_address, local, as_json, setup,
+              shards)
 
 
 def simulate_cmd(
@@ -115,11 +136,31 @@ def simulate_cmd(
     ray_address: Optional[str] = typer.Option(None, "--ray-address", envvar="RAY_ADDRESS",
                                               help="Join this Ray cluster instead of starting a local one."),
     local: bool = typer.Option(False, "--local", help="Run in this process, without Ray (debugging)."),
+    shards: Optional[int] = typer.Option(None, "--shards", min=1, help=SHARDS_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    agents_mode: str = AGENTS_MODE_OPTION,
+    llm_budget: int = LLM_BUDGET_OPTION,
+    llm: Optional[str] = LLM_OPTION,
+    model_path: Optional[Path] = MODEL_PATH_OPTION,
+    llm_concurrency: Optional[int] = LLM_CONCURRENCY_OPTION,
 ) -> None:
     from simulator.spec import load_spec
 
-    _run_spec(load_spec(spec_path), param, sweep, agents, steps, seeds, out, ray_address, local, as_json)
+    setup = agents_setup(agents_mode, llm_budget, llm, model_path, llm_concurrency)
+    _run_spec(load_spec(spec_path), param, sweep, agents, steps, seeds, out, ray_address, local, as_json, setup,
+              shards)
+
+
+def agents_setup(mode: str, budget: int, llm: str | None, model_path: Path | None,
+                 concurrency: int | None) -> "AgentsSetup":
+    """The `--agents-mode` family of options, checked (a bad mode is a one-line error)."""
+    from llms.backends import parse_backend
+    from simulator.llm_agents import AgentsSetup, check_agents_mode
+
+    mode = check_agents_mode(mode)
+    parse_backend(llm, model_path=model_path)  # a bad --llm fails before anything runs
+    return AgentsSetup(mode=mode, budget=budget, llm=llm, model_path=str(model_path) if model_path else None,
+                       concurrency=concurrency)
 
 
 def parse_sweep(text: str, spec) -> tuple[str, list[float]]:
@@ -138,7 +179,8 @@ def parse_sweep(text: str, spec) -> tuple[str, list[float]]:
     return key, nums
 
 
-def _run_spec(spec, param, sweep, agents, steps, seeds, out, ray_address, local, as_json) -> None:
+def _run_spec(spec, param, sweep, agents, steps, seeds, out, ray_address, local, as_json, agents_how=None,
+              shards=None) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from simulator.compile import compile_scenario
@@ -164,6 +206,7 @@ def _run_spec(spec, param, sweep, agents, steps, seeds, out, ray_address, local,
         raise SocietasError(f"cannot create {folder.path}: {exc.strerror}", hint="choose a writable --out") from None
     manifest = base_manifest(sys.argv, {"scenario": spec.name, "seeds": experiment.seeds,
                                         "agents": agents, "steps": steps,
+                                        "agents_setup": agents_how.model_dump() if agents_how else None,
                                         "conditions": [c.model_dump() for c in conditions]})
     manifest["status"] = "running"
     atomic_write_json(folder.manifest_path, manifest)
@@ -176,16 +219,19 @@ def _run_spec(spec, param, sweep, agents, steps, seeds, out, ray_address, local,
 
         try:
             result = simulate(experiment, folder.path, ray_address=ray_address, progress=progress,
-                              use_ray=not local)
+                              use_ray=not local, agents=agents_how, shards=shards)
         except BaseException as exc:  # the folder must not look complete
             folder.update_manifest(status="failed", error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
             raise
-    folder.update_manifest(status="complete", simulation=result.summary())
+    folder.update_manifest(status="complete", simulation=result.summary(),
+                           agents=result.summary().get("agents"))  # which decision model ran, and why
     summary = summarize(result.final, spec.metrics)
     if as_json:
         typer.echo(json.dumps({"out": str(folder.path), **result.summary(), "summary": summary}, indent=2))
         return
     _print_summary(summary, spec.name, folder.path)
+    if result.agents is not None:
+        Console().print(f"agents: {result.agents.used} ({result.agents.reason})")
 
 
 def summarize(final, metrics) -> list[dict]:

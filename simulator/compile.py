@@ -275,4 +275,8 @@ class _Compiler:
 
 def compile_scenario(spec: ScenarioSpec) -> CompiledScenario:
     """Compile every expression of a spec; raises `SpecError` naming the place of the first problem."""
-    return _Compiler(spec).run()
+    from simulator.llm_agents import check_templates
+
+    compiled = _Compiler(spec).run()
+    check_templates(compiled)  # persona and observation placeholders name things that exist
+    return compiled

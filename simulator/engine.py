@@ -44,13 +44,17 @@ MAX_AGENTS = 50_000_000
 
 
 class DecisionPolicy(Protocol):
-    """Chooses actions for LLM-deciding agents (the LLM-agents issue plugs in here).
+    """Chooses actions for LLM-deciding agents (`simulator.llm_agents.LLMDecisions`).
 
-    Returns one action index per row (-1 for "use the fallback"), or None to use the
-    fallback for every row.
+    `decide` returns one action index per row (-1 for "use the fallback"), or None to use the
+    fallback for every row; `local_values` are the rule's `let` values for those rows. `chosen`
+    then sees every row's final action, fallback ones included (an agent's memory).
     """
 
-    def decide(self, sim: "Simulation", rule: CompiledRule, rows: np.ndarray) -> np.ndarray | None: ...
+    def decide(self, sim: "Simulation", rule: CompiledRule, rows: np.ndarray,
+               local_values: dict[str, np.ndarray | float]) -> np.ndarray | None: ...
+
+    def chosen(self, sim: "Simulation", rule: CompiledRule, rows: np.ndarray, choice: np.ndarray) -> None: ...
 
 
 @dataclass
@@ -67,6 +71,7 @@ class RunResult:
     wall_seconds: float
     stopped_early: bool = False
     decisions: dict[str, int] = field(default_factory=dict)
+    decision_log: dict[str, list] | None = None  # LLM decisions, one entry per agent (llm_agents.DecisionLog)
 
     def final(self) -> dict[str, float]:
         return dict(zip(self.metric_names, map(float, self.values[-1])))
@@ -343,11 +348,15 @@ class Simulation:
 
     # --- one step ------------------------------------------------------------------------
     def step(self) -> None:
+        self.begin_step()
+        for rule, rows in zip(self.c.rules, self._rule_rows):
+            self._apply_rule(rule, rows)
+
+    def begin_step(self) -> None:
+        """What a step does before its rules (a shard, `simulator.shard`, then runs its rules itself)."""
         self.step_no += 1
         self._apply_interventions()
         self._compute_env()
-        for rule, rows in zip(self.c.rules, self._rule_rows):
-            self._apply_rule(rule, rows)
 
     def _apply_interventions(self) -> None:
         pctx = _ParamsCtx(self.params)
@@ -437,6 +446,14 @@ class Simulation:
         a, b = a[keep], b[keep]
         if len(a) == 0:
             return
+        self._pair_effects(rule, a, b)
+
+    def _pair_effects(self, rule: CompiledRule, a: np.ndarray, b: np.ndarray) -> None:
+        """Apply an interact rule's effects to disjoint pairs (a[i], b[i]), all from the old state.
+
+        Separate from the matching so that a shard (`simulator.shard`) can apply only its side.
+        """
+        rid = rule.index + 1
         ctx = _Ctx(self, a, b, rid)
         self._locals(rule, ctx)
         new_self = {x: e(ctx) for x, e in rule.effects.items()}
@@ -451,7 +468,7 @@ class Simulation:
         k = len(rule.actions)
         choice = np.full(len(rows), -1, dtype=np.int64)
         if self.policy is not None:
-            chosen = self.policy.decide(self, rule, rows)
+            chosen = self.policy.decide(self, rule, rows, ctx.locals)
             if chosen is not None:
                 choice = np.asarray(chosen, dtype=np.int64)
                 self.decisions["llm"] += int((choice >= 0).sum())
@@ -468,6 +485,8 @@ class Simulation:
             picked = np.minimum(picked, k - 1)
             choice = np.where(todo, picked, choice)
             self.decisions["fallback"] += int(todo.sum())
+        if self.policy is not None:
+            self.policy.chosen(self, rule, rows, choice)
         writes = []
         for j, effects in enumerate(rule.action_effects):
             sel = choice == j

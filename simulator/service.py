@@ -8,6 +8,7 @@ cluster named by `ray_address` / `RAY_ADDRESS`, and writes the data to the outpu
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
@@ -21,6 +22,8 @@ import pandas as pd
 from simulator.compile import compile_scenario
 from simulator.engine import RunResult, Simulation
 from simulator.experiment import Condition, Experiment
+from simulator.llm_agents import AgentsChoice, AgentsSetup, LLMDecisions, resolve_agents, start_backend
+from simulator.shard import run_all_sharded, shard_count
 from simulator.spec import ScenarioSpec
 from societas.errors import SocietasError
 from societas.runs import atomic_write_bytes, atomic_write_json, atomic_write_text
@@ -40,22 +43,49 @@ class SimulationResult:
     wall_seconds: float
     final: pd.DataFrame = field(repr=False)
     metrics: pd.DataFrame = field(repr=False)
+    agents: AgentsChoice | None = None
+    decisions: pd.DataFrame | None = field(default=None, repr=False)  # the LLM decision log
+    decisions_path: Path | None = None
 
     def summary(self) -> dict[str, Any]:
-        return {
+        out = {
             "metrics_path": str(self.metrics_path) if self.metrics_path else None,
             "final_path": str(self.final_path) if self.final_path else None,
             "n_runs": self.n_runs,
             "wall_seconds": round(self.wall_seconds, 3),
         }
+        if self.agents is not None:
+            out["agents"] = agents_summary(self.agents, self.final)
+            out["decisions_path"] = str(self.decisions_path) if self.decisions_path else None
+        return out
+
+
+def agents_summary(choice: AgentsChoice, final: pd.DataFrame) -> dict[str, Any]:
+    """The agents-mode choice with what the LLM agents did: for the manifest and the report's Limitations."""
+    totals = {c.removeprefix("decisions_"): int(final[c].sum()) for c in final.columns
+              if c.startswith("decisions_") and len(final)}
+    return {**choice.model_dump(mode="json"), "totals": totals}
 
 
 def run_one(spec_data: dict[str, Any], params: dict[str, float], seed: int,
-            population: int | None, steps: int | None) -> RunResult:
-    """One run in this process (what each Ray task executes)."""
+            population: int | None, steps: int | None, agents: AgentsSetup | None = None) -> RunResult:
+    """One run in this process (what each Ray task executes).
+
+    With `agents.mode == "llm"` the run builds its own LLM client from the backend spec and
+    issues its agents' calls itself, so a cluster's workers share the load, not one driver.
+    """
     spec = ScenarioSpec.model_validate(spec_data)
-    sim = Simulation(compile_scenario(spec), params, seed, population=population, max_steps=steps)
-    return sim.run()
+    policy = LLMDecisions.open(agents) if agents is not None and agents.mode == "llm" else None
+    try:
+        sim = Simulation(compile_scenario(spec), params, seed, population=population, max_steps=steps, policy=policy)
+        result = sim.run()
+    finally:
+        if policy is not None:
+            policy.close()
+    if policy is not None:
+        result.decisions.update(policy.counters())
+        result.decision_log = policy.log.columns
+    return result
 
 
 def smoke_run(spec: ScenarioSpec, *, agents: int = 50, steps: int = 3, seed: int = 0) -> RunResult:
@@ -133,21 +163,35 @@ def simulate(
     ray_address: str | None = None,
     progress: Progress | None = None,
     use_ray: bool = True,
+    agents: AgentsSetup | None = None,
+    shards: int | None = None,
 ) -> SimulationResult:
-    """Run every (condition, seed) of the experiment and write the data to `out_dir`."""
-    compile_scenario(experiment.scenario)  # fail fast, in the driver, on a bad spec
+    """Run every (condition, seed) of the experiment and write the data to `out_dir`.
+
+    `agents` says how `decide` rules of LLM agent types are answered (`--agents-mode`); None
+    keeps every agent on the rules' fallback and records no choice. `shards` splits each run
+    over that many Ray actors (`simulator.shard`; same results); None shards only runs above
+    `shard.SHARD_THRESHOLD` agents.
+    """
+    compiled = compile_scenario(experiment.scenario)  # fail fast, in the driver, on a bad spec
     spec_data = experiment.scenario.model_dump(mode="json", by_alias=True)
     runs = experiment.runs()
+    choice, setup = _agents_for(agents, experiment, compiled, out_dir)
     t0 = time.perf_counter()
     results: list[tuple[Condition, RunResult]] = []
     if use_ray:
+        ensure_ray(ray_address)
+    k = shard_count(compiled, experiment, shards, use_ray)
+    if k > 1:
+        factory = functools.partial(LLMDecisions.open, setup) if setup is not None else None
+        results = run_all_sharded(spec_data, runs, experiment, k, factory, progress)
+    elif use_ray:
         import ray
 
-        ensure_ray(ray_address)
         remote = _remote_run()
         spec_ref = ray.put(spec_data)
         pending = {
-            remote.remote(spec_ref, c.params, s, experiment.population, experiment.steps): c for c, s in runs
+            remote.remote(spec_ref, c.params, s, experiment.population, experiment.steps, setup): c for c, s in runs
         }
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
@@ -165,18 +209,68 @@ def simulate(
                     progress(len(results), len(runs), f"{cond.name} seed {res.seed}")
     else:
         for c, s in runs:
-            res = run_one(spec_data, c.params, s, experiment.population, experiment.steps)
+            res = run_one(spec_data, c.params, s, experiment.population, experiment.steps, setup)
             results.append((c, res))
             if progress:
                 progress(len(results), len(runs), f"{c.name} seed {s}")
     order = {(c.name, s): i for i, (c, s) in enumerate(runs)}
     results.sort(key=lambda cr: order[(cr[0].name, cr[1].seed)])
     metrics, final = _frames(experiment, results)
+    decisions = _decision_frame(results) if setup is not None else None
     wall = time.perf_counter() - t0
-    metrics_path = final_path = None
+    metrics_path = final_path = decisions_path = None
     if out_dir is not None:
         metrics_path, final_path = write_data(Path(out_dir), experiment, metrics, final)
-    return SimulationResult(metrics_path, final_path, len(results), wall, final, metrics)
+        if choice is not None:
+            decisions_path = write_agents(Path(out_dir), agents_summary(choice, final), decisions)
+    return SimulationResult(metrics_path, final_path, len(results), wall, final, metrics, choice, decisions,
+                            decisions_path)
+
+
+def _agents_for(agents: AgentsSetup | None, experiment: Experiment, compiled: Any,
+                out_dir: str | Path | None) -> tuple[AgentsChoice | None, AgentsSetup | None]:
+    """The mode choice, and the setup each run gets (None: rules only)."""
+    if agents is None:
+        return None, None
+    choice = resolve_agents(agents, experiment, compiled)
+    log.info("agents: %s (%s)", choice.used, choice.reason)
+    if choice.used != "llm":
+        return choice, None
+    cache = agents.cache_path or (str(Path(out_dir) / "llm_cache.sqlite") if out_dir is not None else None)
+    setup = agents.model_copy(update={"mode": "llm", "cache_path": cache})
+    choice.model = start_backend(setup)
+    return choice, setup
+
+
+def _decision_frame(results: list[tuple[Condition, RunResult]]) -> pd.DataFrame:
+    """Every LLM decision of every run: condition, seed, agent, step, rule, prompt hash, action, reason, ..."""
+    from simulator.llm_agents import LOG_COLUMNS
+
+    parts = []
+    for cond, res in results:
+        cols = res.decision_log or {c: [] for c in LOG_COLUMNS}
+        n = len(cols["agent"])
+        parts.append(pd.DataFrame({"condition": [cond.name] * n, "seed": np.full(n, res.seed, dtype=np.int64),
+                                   **{c: cols[c] for c in LOG_COLUMNS}}))
+    frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["condition", "seed", *LOG_COLUMNS])
+    return frame.astype({"agent": "int64", "step": "int64", "latency_s": "float64", "group_size": "int64",
+                         "condition": str, "rule": str, "prompt_hash": str, "action": str, "reason": str,
+                         "outcome": str})
+
+
+def write_agents(out: Path, summary: dict[str, Any], decisions: pd.DataFrame | None) -> Path | None:
+    """`data/agents.json` (which decision model ran, and why) and `data/decisions.parquet` (LLM runs)."""
+    import io
+
+    (out / "data").mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "data" / "agents.json", summary)
+    if decisions is None:
+        return None
+    buf = io.BytesIO()
+    decisions.to_parquet(buf, index=False)
+    path = out / "data" / "decisions.parquet"
+    atomic_write_bytes(path, buf.getvalue())
+    return path
 
 
 def _frames(experiment: Experiment, results: list[tuple[Condition, RunResult]]) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -196,6 +290,7 @@ def _frames(experiment: Experiment, results: list[tuple[Condition, RunResult]]) 
                     "wall_seconds": res.wall_seconds, "stopped_early": res.stopped_early,
                     "decisions_llm": res.decisions.get("llm", 0),
                     "decisions_fallback": res.decisions.get("fallback", 0)})
+        row.update({f"decisions_{k}": v for k, v in res.decisions.items() if k.startswith("llm_")})
         finals.append(row)
     metrics = pd.concat(parts, ignore_index=True)
     metrics["metric"] = metrics["metric"].astype(str)

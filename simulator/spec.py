@@ -205,8 +205,16 @@ class DecideRule(_RuleBase):
     actions: dict[Name, Action]
     fallback: dict[Name, Expr] = Field(description="Weight (unnormalised) of each action for rule-based agents.")
     record: Name | None = Field(None, description="Categorical attribute that stores the chosen action.")
-    observation: str = Field("", description="What an LLM agent is told it sees; {attribute} and {env.x} placeholders.")
+    observation: str = Field(
+        "", description="What an LLM agent is told it sees; {attribute}, {let_name}, {env.x} and {params.x} "
+        "placeholders. Empty: its own attributes, the `let` values and the environment, listed.")
     let: dict[Name, Expr] = Field(default_factory=dict)
+    bucket: float = Field(
+        0.1, ge=0, description="LLM prompts show numbers rounded to multiples of this, so agents alike share one "
+        "prompt (archetypes, answered once); 0 shows them unrounded.")
+    buckets: dict[str, float] = Field(
+        default_factory=dict, description="Rounding per placeholder name (e.g. {payoff: 0.5, env.attendance: 0.05}).")
+    memory: int = Field(2, ge=0, le=10, description="How many of its own last choices an LLM agent is reminded of.")
 
     @model_validator(mode="after")
     def _fallback_actions(self) -> "DecideRule":
@@ -215,6 +223,9 @@ class DecideRule(_RuleBase):
             raise ValueError(f"fallback names unknown actions: {sorted(unknown)}")
         if not self.actions:
             raise ValueError("a decide rule needs at least one action")
+        negative = sorted(k for k, v in self.buckets.items() if v < 0)
+        if negative:
+            raise ValueError(f"buckets must be 0 or more: {negative}")
         return self
 
 

@@ -160,3 +160,37 @@ def test_probability_matching_share_predicting_a_tends_to_pi():
     mean, lo, hi, _ = mean_ci(shares)
     assert mean == pytest.approx(0.7, abs=0.015)
     assert hi - lo < 0.03  # three seeds agree: the result is not one lucky run
+
+
+def test_voting_majority_of_three_follows_galams_recursion():
+    # Everyone deliberates: p' = p^3 + 3 p^2 (1 - p) (Galam 2002), from each run's own initial share so
+    # that only the per-round sampling noise remains; 0.02 is about 5 standard errors at N = 10000.
+    for s in range(3):
+        shares = series(run("voting", {"initial_yes": 0.3}, seed=s, population=10000, steps=12), "yes_share")
+        expected = [shares[0]]
+        for _ in range(12):
+            expected.append(3 * expected[-1] ** 2 - 2 * expected[-1] ** 3)
+        assert np.abs(shares - np.array(expected)).max() < 0.02
+
+
+@pytest.mark.parametrize("initial_yes, winner_share", [(0.45, 0.0), (0.55, 1.0)])
+def test_voting_a_slight_majority_becomes_unanimity(initial_yes, winner_share):
+    shares = finals("voting", "yes_share", range(3), {"initial_yes": initial_yes})
+    assert np.abs(shares - winner_share).max() < 0.01
+
+
+def test_info_sharing_spread_matches_site_percolation_on_the_network():
+    # q = 0.4, c = 6 (q c = 2.4): S = q (1 - exp(-c S)) = 0.351 share, A = 1 - exp(-c S) = 0.879 saw it.
+    # 0.03: seeds (1%) add about 0.01, the rest is finite N = 2000 and three seeds.
+    q, c = 0.4, 6.0
+    s = brentq(lambda s: s - q * (1 - math.exp(-c * s)), 1e-6, 1)
+    spread = finals("info_sharing", "spread", range(3), {"share_prob": q, "mean_degree": c})
+    aware = finals("info_sharing", "aware", range(3), {"share_prob": q, "mean_degree": c})
+    assert spread.mean() == pytest.approx(s, abs=0.03)
+    assert aware.mean() == pytest.approx(1 - math.exp(-c * s), abs=0.03)
+
+
+def test_info_sharing_stays_small_below_the_cascade_threshold():
+    # q c = 0.6 < 1: each seed's cascade has about 1 / (1 - q c) = 2.5 sharers on average.
+    spread = finals("info_sharing", "spread", range(3), {"share_prob": 0.1, "mean_degree": 6})
+    assert spread.mean() < 0.05
