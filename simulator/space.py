@@ -207,7 +207,9 @@ class _NeighborLists:
         _, _, matrix = self._lists()
         x = values.astype(np.float64, copy=False)
         if rows is not None:
-            matrix = matrix[rows]
+            run = _as_range(rows)
+            # A contiguous run of ids (a shard's own rows): a view of those rows, nothing copied.
+            matrix = _row_block(matrix, run) if run is not None else matrix[rows]
         total = matrix @ x
         if op != "mean":
             return total
@@ -241,6 +243,22 @@ class _NeighborLists:
         positions = np.repeat(start - sub_indptr[:-1], deg)
         positions += np.arange(sub_indptr[-1], dtype=np.int64)
         return sub_indptr, indices[positions]
+
+
+def _as_range(rows: np.ndarray) -> slice | None:
+    """``rows`` as a slice when they are consecutive ascending ids, else None."""
+    if rows.size < 2 or int(rows[-1]) - int(rows[0]) + 1 != rows.size:
+        return None
+    return slice(int(rows[0]), int(rows[-1]) + 1) if bool(np.all(np.diff(rows) == 1)) else None
+
+
+def _row_block(matrix: sp.csr_matrix, run: slice) -> sp.csr_matrix:
+    """Rows ``run`` of a CSR matrix sharing its data and indices (only indptr is new)."""
+    start, stop = run.start, run.stop
+    indptr = matrix.indptr[start : stop + 1]
+    lo, hi = int(indptr[0]), int(indptr[-1])
+    return sp.csr_matrix((matrix.data[lo:hi], matrix.indices[lo:hi], (indptr - lo).astype(matrix.indices.dtype)),
+                         shape=(stop - start, matrix.shape[1]), copy=False)
 
 
 def _segment_counts(mask: np.ndarray, indptr: np.ndarray) -> np.ndarray:

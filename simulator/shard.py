@@ -1,0 +1,542 @@
+"""One simulation split across Ray actors (shards) that step in bulk-synchronous lockstep.
+
+Why it is exact. Every shard holds the whole state (a replica built from the same seed) but
+computes each rule only for the agents it owns, a contiguous range of ids. Draws are keyed
+by agent id and per-row neighbor reductions read the same ordered values, so an owned row
+gets the same bits as in one process. After a rule, an owner's writes exist only on its own
+replica; before any phase that reads those attributes for rows owned elsewhere (a neighbor
+function, `other.*`, an aggregate, the environment, the metrics, a global matching or move),
+every shard sends the owned slices of the attributes written since the last exchange through
+the object store, and every shard copies them in. So global operations (pair matching, grid
+moves, environment variables, metrics) are computed by the unchanged single-process code on
+identical replicas: no partial sums, no reordered floating point.
+
+What it costs. Memory is not divided: each shard holds the full state (agents' attributes
+and the space). Compute is divided for update, transition and decide rules and for pairwise
+effects; matchings, moves, `when` filters of global rules and the environment are computed
+redundantly by every shard; metrics by shard 0 only. Each exchange moves, per attribute
+written, n values into the object store and (K - 1) n out of it, per shard.
+
+Phases of a step, driven by `ShardedRun` with an explicit barrier after each:
+segment 0 (interventions, environment, the rules up to the first one that needs a remote
+write), further segments (each starting with the exchange it needs), then `finish` (the last
+exchange, metrics and the stop condition on shard 0). Every `checkpoint_every` steps each shard
+returns its owned rows to the coordinator's object store; when a shard actor dies, Ray restarts
+it, every shard is restored to the last checkpoint and the steps since are replayed: counter-based
+draws make the replay produce the same result.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from simulator.compile import CompiledRule, CompiledScenario, compile_scenario
+from simulator.engine import DecisionPolicy, RunResult, Simulation, _Ctx
+from simulator.expr import CompiledExpr
+from simulator.space import GridSpace
+from simulator.spec import ScenarioSpec
+from societas.errors import SocietasError
+
+log = logging.getLogger(__name__)
+
+SHARD_THRESHOLD = 2_000_000  # agents above which `simulate` shards a run unless told otherwise
+BUILTINS = ("id", "index", "type")
+ALL = frozenset({"*"})  # "every attribute": a phase whose reads cannot be narrowed
+
+
+# --- what each rule reads and writes ---------------------------------------------------------
+
+def _rule_exprs(rule: CompiledRule) -> list[CompiledExpr]:
+    exprs = [rule.when, rule.activation, rule.probability, *(e for _, e in rule.let),
+             *rule.effects.values(), *rule.other_effects.values(), *rule.weights]
+    for effects in rule.action_effects:
+        exprs += effects.values()
+    return [e for e in exprs if e is not None]
+
+
+def rule_writes(rule: CompiledRule) -> frozenset[str]:
+    """Attributes a rule writes on the rows it acts on (positions are not attributes)."""
+    out = set(rule.effects) | set(rule.other_effects)
+    if rule.kind == "transition" and rule.attribute:
+        out.add(rule.attribute)
+    for effects in rule.action_effects:
+        out |= set(effects)
+    if rule.record:
+        out.add(rule.record)
+    return frozenset(out)
+
+
+def rule_remote_reads(rule: CompiledRule, has_policy: bool) -> frozenset[str]:
+    """Attributes a shard reads for agents it does not own while applying this rule.
+
+    Update, transition and decide rules act on owned rows: only neighbor functions and
+    aggregates (`reads_all`) reach further. Interactions and moves are matched globally, so
+    everything they read is read for everyone. An LLM policy may look at anything.
+    """
+    if rule.kind == "decide" and has_policy:
+        return ALL
+    out: set[str] = set()
+    for e in _rule_exprs(rule):
+        out |= e.reads_all | e.reads_other
+        if rule.kind in ("interact", "move"):
+            out |= e.reads_self
+    return frozenset(out)
+
+
+def plan_segments(compiled: CompiledScenario, has_policy: bool = False) -> list[list[int]]:
+    """Rules grouped so that no rule reads, for rows owned elsewhere, a write not yet exchanged."""
+    segments: list[list[int]] = [[]]
+    dirty: set[str] = set()
+    for rule in compiled.rules:
+        reads = rule_remote_reads(rule, has_policy)
+        if dirty and (reads is ALL or reads & dirty):
+            segments.append([])
+            dirty = set()
+        segments[-1].append(rule.index)
+        dirty |= rule_writes(rule)
+    return segments
+
+
+def segment_writes(compiled: CompiledScenario, segment: list[int]) -> list[str]:
+    names: set[str] = set()
+    for i in segment:
+        names |= rule_writes(compiled.rules[i])
+    return sorted(names)
+
+
+def partition(n: int, k: int) -> list[tuple[int, int]]:
+    """K contiguous id ranges of (nearly) equal size.
+
+    Any partition gives the same result; ranges make every exchange a slice copy. Which agents
+    neighbor whom does not matter here: each exchange sends a phase's writes to every shard.
+    """
+    if not 1 <= k <= n:
+        raise SocietasError(f"cannot split {n} agents into {k} shards", hint="use --shards between 1 and the agent count")
+    cuts = [round(i * n / k) for i in range(k + 1)]
+    return list(itertools.pairwise(cuts))
+
+
+# --- one shard's simulation -------------------------------------------------------------------
+
+class ShardSimulation(Simulation):
+    """A full replica that computes rules only for its own id range ``[lo, hi)``."""
+
+    def __init__(self, compiled: CompiledScenario, params: dict[str, float] | None, seed: int, *,
+                 population: int | None, max_steps: int | None, policy: DecisionPolicy | None = None,
+                 bounds: list[tuple[int, int]], index: int) -> None:
+        super().__init__(compiled, params, seed, population=population, max_steps=max_steps, policy=policy)
+        self.bounds = bounds
+        self.index = index
+        self.lo, self.hi = bounds[index]
+        self.owned = np.zeros(self.n, dtype=bool)
+        self.owned[self.lo:self.hi] = True
+        # Rows kept whole stay the same object: the engine's whole-array path recognises `all_ids`.
+        self._own_rows = [rows if (self.lo, self.hi) == (0, self.n) else rows[(rows >= self.lo) & (rows < self.hi)]
+                          for rows in self._rule_rows]
+
+    def apply_rules(self, indices: list[int]) -> None:
+        for i in indices:
+            rule = self.c.rules[i]
+            if rule.kind in ("interact", "move"):  # matched / placed globally, identically everywhere
+                self._apply_rule(rule, self._rule_rows[i])
+            else:
+                self._apply_rule(rule, self._own_rows[i])
+
+    def _pair_effects(self, rule: CompiledRule, a: np.ndarray, b: np.ndarray) -> None:
+        """Only the pairs touching owned agents, and only the owned side of each is written."""
+        own_a, own_b = self.owned[a], self.owned[b]
+        mine = own_a | own_b
+        if not mine.any():
+            return
+        a, b, own_a, own_b = a[mine], b[mine], own_a[mine], own_b[mine]
+        ctx = _Ctx(self, a, b, rule.index + 1)
+        self._locals(rule, ctx)
+        new_self = {x: e(ctx) for x, e in rule.effects.items()}
+        new_other = {x: e(ctx) for x, e in rule.other_effects.items()}
+        for x, v in new_self.items():
+            self._assign(x, a[own_a], np.broadcast_to(v, a.shape)[own_a])
+        for x, v in new_other.items():
+            self._assign(x, b[own_b], np.broadcast_to(v, b.shape)[own_b])
+
+    def owned_slices(self, names: list[str]) -> dict[str, np.ndarray]:
+        return {x: self.attrs[x][self.lo:self.hi] for x in names}
+
+    def receive(self, incoming: tuple[dict[str, np.ndarray] | None, ...]) -> None:
+        """Copy in the other shards' owned slices (one dict per shard, in shard order)."""
+        wrote = False
+        for j, part in enumerate(incoming):
+            if j == self.index or not part:
+                continue
+            lo, hi = self.bounds[j]
+            for x, values in part.items():
+                self.attrs[x][lo:hi] = values
+                wrote = True
+        if wrote:
+            self.touch()
+
+    def checkpoint(self) -> dict[str, Any]:
+        """Owned rows of every mutable attribute; shard 0 adds what every replica shares."""
+        state: dict[str, Any] = {
+            "attrs": {x: a[self.lo:self.hi].copy() for x, a in self.attrs.items() if x not in BUILTINS},
+            "decisions": dict(self.decisions),
+        }
+        if self.index == 0:
+            state.update(step_no=self.step_no, params=dict(self.params), env=dict(self.env),
+                         env_overrides=dict(self.env_overrides))
+            if isinstance(self.space, GridSpace):
+                state["grid"] = (self.space.cell_of.copy(), self.space.occupant.copy())
+        return state
+
+    def restore(self, states: tuple[dict[str, Any], ...]) -> None:
+        shared = states[0]
+        self.step_no = shared["step_no"]
+        self.params = dict(shared["params"])
+        self.env = dict(shared["env"])
+        self.env_overrides = dict(shared["env_overrides"])
+        self.decisions = dict(states[self.index]["decisions"])
+        for (lo, hi), state in zip(self.bounds, states):
+            for x, values in state["attrs"].items():
+                self.attrs[x][lo:hi] = values
+        if "grid" in shared:
+            cell_of, occupant = shared["grid"]
+            self.space.cell_of[:] = cell_of
+            self.space.occupant[:] = occupant
+            self.space._cache = None
+            self.space._occupancy = None
+        self.touch()
+
+
+class ShardWorker:
+    """The Ray actor around one `ShardSimulation`: `load` builds it, then one method per phase.
+
+    The constructor takes nothing, so that Ray can restart a dead shard by itself; the
+    coordinator then loads it again and restores the checkpoint. A user error while loading
+    (memory, a bad density) is an ordinary task error, which reaches the driver with its message.
+    """
+
+    def __init__(self) -> None:
+        self.sim: ShardSimulation | None = None
+
+    def load(self, spec_data: dict[str, Any], params: dict[str, float] | None, seed: int,
+             population: int | None, max_steps: int | None, bounds: list[tuple[int, int]], index: int,
+             policy_factory: Callable[[], DecisionPolicy] | None = None) -> int:
+        self.sim = None
+        compiled = compile_scenario(ScenarioSpec.model_validate(spec_data))
+        # Each shard opens its own LLM client: its agents' calls are issued from where they live.
+        policy = policy_factory() if policy_factory is not None else None
+        with np.errstate(all="ignore"):
+            self.sim = ShardSimulation(compiled, params, seed, population=population, max_steps=max_steps,
+                                       policy=policy, bounds=bounds, index=index)
+        self.segments = plan_segments(compiled, policy is not None)
+        self.writes = [segment_writes(compiled, s) for s in self.segments]
+        return index
+
+    def loaded(self) -> bool:
+        return self.sim is not None
+
+    def segment(self, i: int, *incoming: dict[str, np.ndarray] | None) -> dict[str, np.ndarray]:
+        """Take in the previous exchange, run segment ``i`` (0 opens the step), return own writes."""
+        with np.errstate(all="ignore"):
+            self.sim.receive(incoming)
+            if i == 0:
+                self.sim.begin_step()
+            self.sim.apply_rules(self.segments[i])
+        return self.sim.owned_slices(self.writes[i])
+
+    def finish(self, *incoming: dict[str, np.ndarray] | None) -> tuple[np.ndarray | None, bool]:
+        """Take in the step's last exchange; shard 0 measures and checks the stop condition."""
+        with np.errstate(all="ignore"):
+            self.sim.receive(incoming)
+            if self.sim.index != 0:
+                return None, False
+            return self.sim.measure(), self.sim.should_stop()
+
+    def measure(self) -> np.ndarray:
+        with np.errstate(all="ignore"):
+            return self.sim.measure()
+
+    def checkpoint(self) -> dict[str, Any]:
+        return self.sim.checkpoint()
+
+    def restore(self, *states: dict[str, Any]) -> int:
+        self.sim.restore(states)
+        return self.sim.step_no
+
+    def decisions(self) -> tuple[dict[str, int], dict[str, list] | None]:
+        """Decision counts, and the LLM policy's own counters and log when it keeps them."""
+        policy = self.sim.policy
+        counts = dict(self.sim.decisions)
+        if policy is None:
+            return counts, None
+        if hasattr(policy, "counters"):
+            counts.update(policy.counters())
+        log_columns = getattr(getattr(policy, "log", None), "columns", None)
+        if hasattr(policy, "close"):
+            policy.close()
+        return counts, log_columns
+
+    def params(self) -> dict[str, float]:
+        return dict(self.sim.params)
+
+    def usage(self) -> dict[str, float]:
+        """This process's CPU seconds and resident-set high-water mark (Linux VmHWM; else RSS)."""
+        import psutil
+
+        proc = psutil.Process()
+        cpu = proc.cpu_times()
+        peak = float(proc.memory_info().rss)
+        try:
+            with open("/proc/self/status") as f:
+                peak = next(float(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
+        except (OSError, StopIteration):
+            pass
+        return {"cpu_seconds": cpu.user + cpu.system, "peak_rss": peak}
+
+
+# --- the coordinator ----------------------------------------------------------------------------
+
+def start_shards(k: int, max_restarts: int = 3, num_cpus: float | None = None) -> list:
+    """K idle shard actors spread over the cluster, restarted by Ray if their process dies.
+
+    Each reserves ``num_cpus``, by default one CPU or the cluster's CPUs / K if fewer (K shards
+    on a 2-core machine must all start). A pool kept between runs should reserve 0, or the
+    actors of other runs could wait for CPUs forever.
+    """
+    import ray
+
+    if num_cpus is None:
+        cpus = float(ray.cluster_resources().get("CPU", 1.0))
+        num_cpus = min(1.0, math.floor(100 * cpus / k) / 100)
+    actor = ray.remote(ShardWorker).options(num_cpus=num_cpus, max_restarts=max_restarts,
+                                            scheduling_strategy="SPREAD")
+    return [actor.remote() for _ in range(k)]
+
+
+class ShardedRun:
+    """One run split over ``shards`` Ray actors; `run()` returns what `Simulation.run()` would.
+
+    ``actors`` (from `start_shards`) lets several runs reuse one set of actors.
+    """
+
+    def __init__(self, spec: ScenarioSpec | dict[str, Any], params: dict[str, float] | None = None, seed: int = 0,
+                 *, shards: int = 2, population: int | None = None, max_steps: int | None = None,
+                 checkpoint_every: int = 10, max_restarts: int = 3,
+                 policy_factory: Callable[[], DecisionPolicy] | None = None, actors: list | None = None) -> None:
+        import ray
+
+        if not ray.is_initialized():
+            from simulator.service import ensure_ray
+
+            ensure_ray()
+        spec_data = spec if isinstance(spec, dict) else spec.model_dump(mode="json", by_alias=True)
+        compiled = compile_scenario(ScenarioSpec.model_validate(spec_data))
+        self.n = agent_count(compiled, params, population)
+        self.spec_name = compiled.spec.name
+        self.metric_names = compiled.metric_names
+        self.seed = int(seed)
+        self.max_steps = int(max_steps or compiled.spec.stop.max_steps)
+        self.k = int(shards)
+        self.bounds = partition(self.n, self.k)
+        self.checkpoint_every = max(1, int(checkpoint_every))
+        self.max_restarts = int(max_restarts)
+        self.segments = plan_segments(compiled, policy_factory is not None)
+        self.restarts = 0
+        self._write_sizes = [len(segment_writes(compiled, s)) for s in self.segments]
+        self._owns_actors = actors is None
+        if actors is not None and len(actors) < self.k:
+            raise ValueError(f"{self.k} shards need {self.k} actors, got {len(actors)}")
+        self.actors = start_shards(self.k, max_restarts) if actors is None else list(actors[: self.k])
+        self._load_args = (spec_data, params, seed, population, self.max_steps, self.bounds)
+        self._policy_factory = policy_factory
+        try:
+            self._load(range(self.k))
+        except BaseException:
+            self.shutdown()
+            raise
+
+    def _load(self, which) -> None:
+        import ray
+
+        refs = [self.actors[i].load.remote(*self._load_args, i, self._policy_factory) for i in which]
+        try:
+            ray.get(refs)
+        except ray.exceptions.RayTaskError as exc:
+            raise _user_error(exc) from None
+
+    def step(self) -> tuple[np.ndarray, bool]:
+        """One step in lockstep: a barrier after every segment and after the final exchange."""
+        import ray
+
+        refs: list = []
+        for i in range(len(self.segments)):
+            refs = [a.segment.remote(i, *_others(refs, j)) for j, a in enumerate(self.actors)]
+            ray.wait(refs, num_returns=len(refs), fetch_local=False)  # the barrier
+        done = [a.finish.remote(*_others(refs, j)) for j, a in enumerate(self.actors)]
+        results = ray.get(done)  # the step's barrier; raises RayActorError if a shard died
+        return results[0]
+
+    def _checkpoint(self) -> list:
+        import ray
+
+        refs = [a.checkpoint.remote() for a in self.actors]
+        ray.wait(refs, num_returns=len(refs), fetch_local=False)
+        return refs
+
+    def _restore(self, refs: list) -> None:
+        """Bring every shard back to the checkpoint, waiting for Ray to restart a dead one."""
+        import ray
+        from ray.exceptions import RayActorError
+
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                loaded = ray.get([a.loaded.remote() for a in self.actors])
+                self._load([i for i, ok in enumerate(loaded) if not ok])  # the restarted ones
+                ray.get([a.restore.remote(*refs) for a in self.actors])
+                return
+            except RayActorError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
+    def run(self, on_step: Callable[[int, int], None] | None = None) -> RunResult:
+        import ray
+        from ray.exceptions import RayActorError
+
+        t0 = time.perf_counter()
+        values = [ray.get(self.actors[0].measure.remote())]
+        ckpt, ckpt_step = self._checkpoint(), 0
+        step, stopped = 0, False
+        while step < self.max_steps:
+            try:
+                measured, stop = self.step()
+            except RayActorError as exc:
+                self.restarts += 1
+                if self.restarts > self.max_restarts:
+                    raise SocietasError(f"a shard of {self.spec_name} failed {self.restarts} times "
+                                        f"({type(exc).__name__})",
+                                        hint="check the Ray logs (memory?) or use fewer agents per shard") from None
+                log.warning("shard lost at step %d; resuming from the checkpoint at step %d", step + 1, ckpt_step)
+                self._restore(ckpt)
+                del values[ckpt_step + 1:]
+                step = ckpt_step
+                continue
+            step += 1
+            values.append(measured)
+            if on_step is not None:
+                on_step(step, self.max_steps)
+            if step % self.checkpoint_every == 0:
+                ckpt, ckpt_step = self._checkpoint(), step
+            if stop:
+                stopped = step < self.max_steps
+                break
+        reports = ray.get([a.decisions.remote() for a in self.actors])
+        counts: dict[str, int] = {}
+        for c, _ in reports:
+            for key, v in c.items():
+                counts[key] = counts.get(key, 0) + v
+        logs = [cols for _, cols in reports if cols is not None]
+        return RunResult(
+            scenario=self.spec_name, seed=self.seed, params=ray.get(self.actors[0].params.remote()), n_agents=self.n,
+            metric_names=self.metric_names, steps=np.arange(len(values)), values=np.vstack(values),
+            wall_seconds=time.perf_counter() - t0, stopped_early=stopped,
+            decisions=counts,
+            decision_log={k: [v for cols in logs for v in cols[k]] for k in logs[0]} if logs else None,
+        )
+
+    def bytes_per_step(self) -> int:
+        """Bytes all shards together put into the object store per step for the exchange
+        (8 per value; each shard then reads the K - 1 slices it does not own)."""
+        return int(8 * self.n * sum(self._write_sizes)) if self.k > 1 else 0
+
+    def usage(self) -> list[dict[str, float]]:
+        """Per shard: CPU seconds so far and peak resident memory (bytes)."""
+        import ray
+
+        return ray.get([a.usage.remote() for a in self.actors])
+
+    def shutdown(self) -> None:
+        """Kill the shard actors this run started (a pool passed in stays up for the next run)."""
+        import ray
+
+        if self._owns_actors:
+            for a in self.actors:
+                ray.kill(a, no_restart=True)
+
+
+def _others(refs: list, j: int) -> list:
+    """The other shards' slices for shard ``j``, in shard order (None in its own place: a shard
+    never reads back what it sent)."""
+    return [None if i == j else r for i, r in enumerate(refs)]
+
+
+def _user_error(exc: Exception) -> Exception:
+    """A shard's own `SocietasError` (e.g. not enough memory) as the one-line error it is."""
+    cause = getattr(exc, "cause", None)
+    return cause if isinstance(cause, SocietasError) else exc
+
+
+def agent_count(compiled: CompiledScenario, params: dict[str, float] | None, population: int | None) -> int:
+    """The number of agents `Simulation` would create, without building anything."""
+    from types import SimpleNamespace
+
+    from simulator.engine import _ParamsCtx, _scalar
+
+    pctx = _ParamsCtx({**compiled.spec.parameter_defaults(), **(params or {})})
+    n_total = population if population is not None else _scalar(compiled.population, pctx)
+    shell = SimpleNamespace(c=compiled, spec=compiled.spec)
+    return int(sum(Simulation._type_counts(shell, int(round(n_total)), pctx)))
+
+
+def run_sharded(spec: ScenarioSpec | dict[str, Any], params: dict[str, float] | None, seed: int, *,
+                shards: int, population: int | None = None, max_steps: int | None = None,
+                checkpoint_every: int = 10, policy_factory: Callable[[], DecisionPolicy] | None = None,
+                actors: list | None = None) -> RunResult:
+    """One run on ``shards`` Ray actors, bit-identical to `Simulation.run()` for the same seed."""
+    run = ShardedRun(spec, params, seed, shards=shards, population=population, max_steps=max_steps,
+                     checkpoint_every=checkpoint_every, policy_factory=policy_factory, actors=actors)
+    try:
+        return run.run()
+    finally:
+        run.shutdown()
+
+
+def shard_count(compiled: CompiledScenario, experiment: Any, shards: int | None, use_ray: bool) -> int:
+    """How many shards each run of `experiment` gets: ``shards`` if given, else more than one only
+    above `SHARD_THRESHOLD` agents (one per `SHARD_THRESHOLD`, at most the cluster's CPUs)."""
+    if shards is not None:
+        if shards < 1:
+            raise SocietasError(f"--shards must be 1 or more, got {shards}", hint="e.g. --shards 2")
+        if shards > 1 and not use_ray:
+            raise SocietasError("--shards needs Ray: a sharded run is a set of Ray actors",
+                                hint="drop --local, or use --shards 1")
+        return shards
+    n = max(agent_count(compiled, c.params, experiment.population) for c in experiment.conditions)
+    if not use_ray or n <= SHARD_THRESHOLD:
+        return 1
+    import ray
+
+    cpus = int(ray.cluster_resources().get("CPU", 1)) if ray.is_initialized() else 2
+    return max(2, min(cpus, math.ceil(n / SHARD_THRESHOLD)))
+
+
+def run_all_sharded(spec_data: dict[str, Any], runs: list, experiment: Any, shards: int,
+                    policy_factory: Callable[[], DecisionPolicy] | None,
+                    progress: Callable[[int, int, str], None] | None) -> list:
+    """Every (condition, seed) of an experiment, one sharded run after another (each uses the cluster)."""
+    results = []
+    for cond, seed in runs:
+        n = agent_count(compile_scenario(ScenarioSpec.model_validate(spec_data)), cond.params, experiment.population)
+        res = run_sharded(spec_data, cond.params, seed, shards=min(shards, n), population=experiment.population,
+                          max_steps=experiment.steps, policy_factory=policy_factory)
+        results.append((cond, res))
+        if progress:
+            progress(len(results), len(runs), f"{cond.name} seed {seed} ({shards} shards)")
+    return results
