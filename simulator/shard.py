@@ -14,13 +14,13 @@ identical replicas: no partial sums, no reordered floating point.
 What it costs. Memory is not divided: each shard holds the full state (agents' attributes
 and the space). Compute is divided for update, transition and decide rules and for pairwise
 effects; matchings, moves, `when` filters of global rules and the environment are computed
-redundantly by every shard; metrics by shard 0 only. Each exchange moves, per attribute
+redundantly by every shard; metrics are shared out (shard j computes every K-th). Each exchange moves, per attribute
 written, n values into the object store and (K - 1) n out of it, per shard.
 
 Phases of a step, driven by `ShardedRun` with an explicit barrier after each:
 segment 0 (interventions, environment, the rules up to the first one that needs a remote
 write), further segments (each starting with the exchange it needs), then `finish` (the last
-exchange, metrics and the stop condition on shard 0). Every `checkpoint_every` steps each shard
+exchange, each shard's share of the metrics, the stop condition on shard 0). Every `checkpoint_every` steps each shard
 returns its owned rows to the coordinator's object store; when a shard actor dies, Ray restarts
 it, every shard is restored to the last checkpoint and the steps since are replayed: counter-based
 draws make the replay produce the same result.
@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from simulator.compile import CompiledRule, CompiledScenario, compile_scenario
-from simulator.engine import DecisionPolicy, RunResult, Simulation, _Ctx
+from simulator.engine import RULE_METRICS, DecisionPolicy, RunResult, Simulation, _Ctx, _scalar
 from simulator.expr import CompiledExpr
 from simulator.space import GridSpace
 from simulator.spec import ScenarioSpec
@@ -140,6 +140,15 @@ class ShardSimulation(Simulation):
         # Rows kept whole stay the same object: the engine's whole-array path recognises `all_ids`.
         self._own_rows = [rows if (self.lo, self.hi) == (0, self.n) else rows[(rows >= self.lo) & (rows < self.hi)]
                           for rows in self._rule_rows]
+
+    def measure_share(self) -> np.ndarray:
+        """This shard's share of the metrics (every K-th, from its index): replicas are identical after
+        the step's last exchange, so each metric is the same bits wherever it is computed, and the
+        shards measure side by side instead of all waiting for shard 0."""
+        k = len(self.bounds)
+        ctx = _Ctx(self, None, None, RULE_METRICS)
+        return np.array([_scalar(e, ctx) for i, (_, e) in enumerate(self.c.metrics) if i % k == self.index],
+                        dtype=np.float64)
 
     def apply_rules(self, indices: list[int]) -> None:
         for i in indices:
@@ -250,13 +259,12 @@ class ShardWorker:
             self.sim.apply_rules(self.segments[i])
         return self.sim.owned_slices(self.writes[i])
 
-    def finish(self, *incoming: dict[str, np.ndarray] | None) -> tuple[np.ndarray | None, bool]:
-        """Take in the step's last exchange; shard 0 measures and checks the stop condition."""
+    def finish(self, *incoming: dict[str, np.ndarray] | None) -> tuple[np.ndarray, bool]:
+        """Take in the step's last exchange; measure this shard's share of the metrics (shard 0 also
+        checks the stop condition)."""
         with np.errstate(all="ignore"):
             self.sim.receive(incoming)
-            if self.sim.index != 0:
-                return None, False
-            return self.sim.measure(), self.sim.should_stop()
+            return self.sim.measure_share(), self.sim.index == 0 and self.sim.should_stop()
 
     def measure(self) -> np.ndarray:
         with np.errstate(all="ignore"):
@@ -380,7 +388,10 @@ class ShardedRun:
             ray.wait(refs, num_returns=len(refs), fetch_local=False)  # the barrier
         done = [a.finish.remote(*_others(refs, j)) for j, a in enumerate(self.actors)]
         results = ray.get(done)  # the step's barrier; raises RayActorError if a shard died
-        return results[0]
+        measured = np.empty(len(self.metric_names), dtype=np.float64)
+        for j, (share, _) in enumerate(results):
+            measured[j::self.k] = share
+        return measured, results[0][1]
 
     def _checkpoint(self) -> list:
         import ray
