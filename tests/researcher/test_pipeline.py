@@ -177,21 +177,27 @@ def test_out_folder_that_holds_a_run_is_refused(server, tmp_path):
         start(TOPICS["law"], small_config(server), out=tmp_path / "run")
 
 
+def _research_with_ctrl_c(server, out: Path, env: dict, press) -> tuple[int, list[str]]:
+    """Run the CLI and send SIGINT after each output line for which `press(line, lines so far)` holds."""
+    proc = subprocess.Popen(_research_cmd(server, out), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=env)
+    seen: list[str] = []
+    for line in proc.stdout:
+        seen.append(line)
+        if press(line, seen):
+            proc.send_signal(signal.SIGINT)
+    return proc.wait(timeout=120), seen
+
+
 @pytest.mark.slow
 def test_ctrl_c_twice_exits_at_once_without_a_traceback(server, tmp_path):
     """An impatient user presses Ctrl-C again while the first one is being handled."""
     out = tmp_path / "run"
     env = {**os.environ, "SOCIETAS_CACHE_DIR": str(tmp_path / "cache")}
-    proc = subprocess.Popen(_research_cmd(server, out), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=env)
-    seen = []
-    for line in proc.stdout:
-        seen.append(line)
-        if "▶ run_simulation" in line:
-            proc.send_signal(signal.SIGINT)
-        if "interrupted" in line:  # the first is being handled; Ray's exit hook is still to run
-            proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=60) == 130, "".join(seen)
+    # The second press comes while the first is being handled, before Ray's exit hook runs.
+    code, seen = _research_with_ctrl_c(server, out, env,
+                                       lambda line, _: "▶ run_simulation" in line or "interrupted" in line)
+    assert code == 130, "".join(seen)
     assert "Traceback" not in "".join(seen)
     assert json.loads((out / "manifest.json").read_text())["status"] in {"interrupted", "running"}
 
@@ -200,14 +206,9 @@ def test_ctrl_c_twice_exits_at_once_without_a_traceback(server, tmp_path):
 def test_ctrl_c_leaves_a_resumable_run(server, reference_run, tmp_path):
     out = tmp_path / "run"
     env = {**os.environ, "SOCIETAS_CACHE_DIR": str(tmp_path / "cache")}
-    proc = subprocess.Popen(_research_cmd(server, out), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=env)
-    seen = []
-    for line in proc.stdout:
-        seen.append(line)
-        if "▶ write_report" in line and not any("▶ write_report" in s for s in seen[:-1]):
-            proc.send_signal(signal.SIGINT)  # once: a user's single Ctrl-C
-    assert proc.wait(timeout=120) == 130, "".join(seen)
+    code, seen = _research_with_ctrl_c(  # once: a user's single Ctrl-C
+        server, out, env, lambda line, seen: "▶ write_report" in line and sum("▶ write_report" in s for s in seen) == 1)
+    assert code == 130, "".join(seen)
     assert any("societas resume" in line for line in seen)
     assert json.loads((out / "manifest.json").read_text())["status"] == "interrupted"
     resumed = subprocess.run([sys.executable, "-m", "societas.cli", "resume", str(out)], capture_output=True,
