@@ -171,13 +171,38 @@ def review_report(state: ResearchState, deps: Deps) -> dict:
     failed = [f"{c.name} ({c.section}): {c.message}" for c in checks if not c.ok]
     emit("review_report", f"version {version}: {len(checks) - len(failed)}/{len(checks)} checks pass")
     scores, comments, note = llm_review(deps.llms.reviewer, report, failed)
-    review = Review(version=version, scores=scores, comments=comments_from_checks(checks) + comments, checks=checks,
+    comments = comments_from_checks(checks) + comments
+    comments += rubric_comments(scores, comments, ResearchConfig.model_validate(state["config"]).score_bar)
+    review = Review(version=version, scores=scores, comments=comments, checks=checks,
                     reviewer=str(getattr(deps.llms.reviewer, "label", "reviewer")))
     atomic_write_text(report_dir(deps.run_dir, version) / "review.json", review.model_dump_json(indent=2))
     if scores:
         emit("review_report", f"version {version}: overall {scores.overall}/5")
     return {"reviews": [*state.get("reviews", []), review.model_dump(mode="json")],
             "review_round": state.get("review_round", 0) + 1, "notes": [note] if note else []}
+
+
+# Where a low rubric score is best answered, when the reviewer names no section itself.
+RUBRIC_SECTIONS = {
+    "soundness": ("discussion", "tie every claim to a fact of the Results, and say where the evidence is weak"),
+    "insight": ("discussion", "explain what the results mean for the research questions, not only what they are"),
+    "content": ("results", "walk through each hypothesis's facts and what the figures show"),
+    "utility": ("conclusion", "say what a reader can do with these findings, and what to study next"),
+    "structure": ("introduction", "state the question, the hypotheses and how the study tests them, in that order"),
+}
+
+
+def rubric_comments(scores: RubricScores | None, comments: list[SectionComment], bar: int) -> list[SectionComment]:
+    """A comment on the weakest rubric dimension's section when the score is below the bar and the
+    reviewer named no section to fix: a small reviewer often scores without commenting, and without
+    a comment the revision budget would go unused."""
+    if scores is None or scores.overall >= bar or any(c.priority <= 2 for c in comments):
+        return []
+    dimension = min(RUBRIC_SECTIONS, key=lambda d: getattr(scores, d))  # ties: the order above
+    section, advice = RUBRIC_SECTIONS[dimension]
+    return [SectionComment(section=section, priority=2, source="reviewer",
+                           comment=f"The reviewer scored {dimension} {getattr(scores, dimension)}/5 and overall "
+                                   f"{scores.overall}/5 without naming a section; {advice}.")]
 
 
 def _human_revision_done(state: ResearchState) -> bool:

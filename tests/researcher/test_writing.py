@@ -34,3 +34,16 @@ def test_limitations_say_which_decision_model_drove_the_agents(tmp_path):
     assert "4 answers were invalid or failed" in text
     (tmp_path / "data" / "agents.json").write_text(json.dumps({**agents, "used": "rule", "reason": "rule mode"}))
     assert agents_limitation(tmp_path) == "Agents followed the scenario's rule-based decision model (rule mode)."
+
+
+def test_a_low_score_without_comments_points_the_revision_at_the_weakest_dimension():
+    from reports.models import RubricScores, SectionComment
+    from researcher.nodes.report import rubric_comments
+
+    low = RubricScores(soundness=3, insight=2, structure=4, content=2, utility=3, overall=2)
+    [comment] = rubric_comments(low, [], bar=4)
+    assert comment.section == "discussion" and "insight 2/5" in comment.comment  # insight ties content, comes first
+    assert rubric_comments(low, [SectionComment(section="results", comment="x", priority=1)], bar=4) == []
+    assert rubric_comments(low, [SectionComment(section="results", comment="x", priority=3)], bar=4) != []
+    assert rubric_comments(low.model_copy(update={"overall": 4}), [], bar=4) == []
+    assert rubric_comments(None, [], bar=4) == []
