@@ -45,7 +45,8 @@ def stage(name: str) -> Callable[[Node], Callable[[ResearchState, Runtime[Deps]]
             used = {k: after.get(k, 0) - before.get(k, 0) for k in ("calls", "requests", "prompt_tokens",
                                                                     "completion_tokens", "cache_hits")}
             update.setdefault("timings", {})[name] = round(state.get("timings", {}).get(name, 0.0) + elapsed, 3)
-            update.setdefault("tokens", {})[name] = used
+            earlier = state.get("tokens", {}).get(name, {})  # a stage that runs again (review rounds) adds up
+            update.setdefault("tokens", {})[name] = {k: earlier.get(k, 0) + v for k, v in used.items()}
             emit(name, "done", event="end", seconds=round(elapsed, 2), tokens=used)
             log.info("stage %s done in %.2fs", name, elapsed)
             return update
