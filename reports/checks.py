@@ -234,9 +234,12 @@ def run_checks(
     required_sections: Sequence[str] = SECTION_KEYS,
     allowed_numbers: Sequence[float | str] = (),
 ) -> list[CheckResult]:
-    """One failing result per (check, section), and one passing result for each check that passes."""
+    """One failing result per (check, section), and one passing result for each check that passes.
+
+    Numbers the report itself allows (`Report.allowed_numbers`) count as traced, besides `allowed_numbers`.
+    """
     found = {
-        NUMBERS_TRACED: _check_numbers(report, allowed_numbers),
+        NUMBERS_TRACED: _check_numbers(report, [*report.allowed_numbers, *allowed_numbers]),
         FACTS_EXIST: _check_facts(report),
         FIGURES_REFERENCED: _check_figures(report),
         HYPOTHESES_HAVE_VERDICTS: _check_verdicts(report, hypothesis_ids),

@@ -132,6 +132,9 @@ class Report(_Model):
     verdicts: list[Verdict] = Field(default_factory=list)
     references: list[Reference] = Field(default_factory=list, description="Matched from a bibliography file.")
     notes: list[str] = Field(default_factory=list, description="What happened while writing (fallbacks, repairs).")
+    allowed_numbers: list[str] = Field(default_factory=list, description=(
+        "Numbers prose may use although no fact holds them (reference years, the design's counts), so that "
+        "checks run later on the saved report agree with the writer's sanitizer."))
 
     def section(self, key: str) -> Section | None:
         return next((s for s in self.sections if s.key == key), None)

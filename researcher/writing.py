@@ -59,9 +59,13 @@ class WritingContext:
     models: dict
 
     def allowed_numbers(self) -> list[str]:
-        """Numbers that may appear in prose although no fact holds them: years in references."""
+        """Numbers that may appear in prose although no fact holds them: years in references, and the
+        design's own counts and values (conditions, seeds, steps, agents, swept values), which code
+        wrote into `design.json` and the Simulation design section."""
         years = re.findall(r"\b(1[89]\d\d|20\d\d)\b", " ".join(self.spec.references + self.plan.theories))
-        return sorted(set(years))
+        d = self.design
+        design = [len(d.values), len(d.seeds), d.steps, d.population, *d.values, *d.fixed.values()]
+        return sorted(set(years) | {f"{v:g}" for v in design})
 
 
 def _bullets(items: list[str]) -> str:

@@ -70,7 +70,8 @@ def references(ctx: WritingContext) -> list[Reference]:
 def _report(version: int, ctx: WritingContext, sections, notes) -> Report:
     f = ctx.findings
     return Report(version=version, title=ctx.plan.title, sections=sections, facts=f.facts, figures=f.figures,
-                  verdicts=f.verdicts, references=references(ctx), notes=notes)
+                  verdicts=f.verdicts, references=references(ctx), notes=notes,
+                  allowed_numbers=ctx.allowed_numbers())
 
 
 def save_and_compile(llm, report: Report, ctx: WritingContext, stage_name: str) -> Rendered:

@@ -84,6 +84,14 @@ def test_citation_years_in_allowed_list_pass():
     assert untraced_numbers(text, [], allowed=[1978]) == ["1971"]
 
 
+def test_numbers_the_saved_report_allows_count_as_traced_in_later_checks():
+    """A regenerate, a review or a test re-checking report.json agrees with the writer's sanitizer."""
+    r = with_body(good_report(), "design", "We ran 4 conditions.")
+    assert failures(r, NUMBERS_TRACED)
+    r.allowed_numbers = ["4"]
+    assert not failures(r, NUMBERS_TRACED)
+
+
 # ---- the sanitizer --------------------------------------------------------------------------
 
 

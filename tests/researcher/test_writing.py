@@ -47,3 +47,18 @@ def test_a_low_score_without_comments_points_the_revision_at_the_weakest_dimensi
     assert rubric_comments(low, [SectionComment(section="results", comment="x", priority=3)], bar=4) != []
     assert rubric_comments(low.model_copy(update={"overall": 4}), [], bar=4) == []
     assert rubric_comments(None, [], bar=4) == []
+
+
+def test_the_designs_own_counts_may_appear_in_prose():
+    """'4 conditions of 5 seeds' comes from design.json, not from the model's imagination."""
+    from types import SimpleNamespace
+
+    from reports.checks import strip_untraced_numbers
+    from researcher.writing import WritingContext
+
+    ctx = SimpleNamespace(spec=SimpleNamespace(references=["Deffuant et al. (2000)"]), plan=SimpleNamespace(theories=[]),
+                          design=SimpleNamespace(values=[0.1, 0.2, 0.3, 0.5], seeds=[0, 1, 2, 3, 4], steps=300,
+                                                 population=200, fixed={"mu": 0.5}))
+    allowed = WritingContext.allowed_numbers(ctx)
+    text = "We ran 4 conditions of 5 seeds, 300 steps and 200 agents, epsilon 0.3, as in 2000; about 7 clusters."
+    assert strip_untraced_numbers(text, [], allowed=allowed) == text.replace("7", "[unverified number removed]")
