@@ -78,7 +78,8 @@ class AgentsChoice(BaseModel):
     reason: str
     estimated_decisions: int = Field(description="Agent decisions the LLM would make (before grouping and the cache).")
     estimated_calls: int = Field(0, description="Server calls after archetype grouping, from a pilot of the first "
-                                                "steps (before the cache, which only lowers it).")
+                                                "steps (before the cache, which only lowers it); the decision count "
+                                                "when that already fits the budget and no pilot ran.")
     budget: int | None = None
     backend: str | None = None
     model: str | None = Field(None, description="The model the agents' backend served (known once it answered).")
@@ -157,7 +158,7 @@ def resolve_agents(setup: AgentsSetup | None, experiment: Experiment,
     rules = llm_decide_rules(compiled)
     estimate = estimate_decisions(experiment, compiled) if rules else 0
     calls = estimate  # never more calls than decisions (the pilot's activation draws vary)
-    if rules and setup.mode == "auto":
+    if rules and setup.mode == "auto" and estimate > setup.budget:  # within budget already: no pilot needed
         calls = min(estimate, estimate_calls(experiment, compiled, group=setup.group))
     backend = setup.llm or "embedded"
     common = {"requested": setup.mode, "estimated_decisions": estimate, "estimated_calls": calls,
@@ -378,6 +379,12 @@ class _Pending:
 
 # --- the policy --------------------------------------------------------------------------------
 
+def llm_positions(sim: Simulation, rows: np.ndarray) -> np.ndarray:
+    """Positions in `rows` of the agents whose type decides by LLM."""
+    llm_type = np.array([t.decision == "llm" for t in sim.c.types])
+    return np.flatnonzero(llm_type[sim.type_code[rows]])
+
+
 class LLMDecisions:
     """The engine's `DecisionPolicy` for LLM agents; one per run (it holds each agent's memory).
 
@@ -416,8 +423,7 @@ class LLMDecisions:
     # -- DecisionPolicy -------------------------------------------------------------------
     def decide(self, sim: Simulation, rule: CompiledRule, rows: np.ndarray,
                local_values: dict[str, Any]) -> np.ndarray | None:
-        llm_type = np.array([t.decision == "llm" for t in sim.c.types])
-        positions = np.flatnonzero(llm_type[sim.type_code[rows]])
+        positions = llm_positions(sim, rows)
         self._pending.pop(rule.index, None)
         if len(positions) == 0:
             return None
@@ -569,8 +575,7 @@ class _PromptCounter(LLMDecisions):
 
     def decide(self, sim: Simulation, rule: CompiledRule, rows: np.ndarray,
                local_values: dict[str, Any]) -> np.ndarray | None:
-        llm_type = np.array([t.decision == "llm" for t in sim.c.types])
-        positions = np.flatnonzero(llm_type[sim.type_code[rows]])
+        positions = llm_positions(sim, rows)
         if len(positions):
             personas, observations = self._texts(sim, rule, rows, local_values, positions)
             self.calls += len(np.unique(personas + "\x00" + observations)) if self.group else len(positions)

@@ -219,9 +219,10 @@ def experiment(name="el_farol", seeds=(0, 1), steps=3, population=40):
 def test_auto_mode_uses_llm_agents_within_the_budget_of_calls_and_the_fallback_beyond():
     exp = experiment()  # 40 agents x 3 steps x 2 seeds = 240 decisions
     compiled = compile_scenario(exp.scenario)
-    calls = resolve_agents(AgentsSetup(mode="auto", budget=10**6), exp, compiled).estimated_calls
+    # Budget 0: the decisions do not fit, so the pilot counts the calls.
+    calls = resolve_agents(AgentsSetup(mode="auto", budget=0), exp, compiled).estimated_calls
     assert 0 < calls < 240  # archetypes: the pilot finds agents alike, so fewer calls than decisions
-    ungrouped = resolve_agents(AgentsSetup(mode="auto", budget=10**6, group=False), exp, compiled)
+    ungrouped = resolve_agents(AgentsSetup(mode="auto", budget=0, group=False), exp, compiled)
     assert ungrouped.estimated_calls == 240  # without grouping every decision is a call
     within = resolve_agents(AgentsSetup(mode="auto", budget=calls), exp, compiled)
     beyond = resolve_agents(AgentsSetup(mode="auto", budget=calls - 1), exp, compiled)
