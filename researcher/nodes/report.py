@@ -167,8 +167,7 @@ def review_report(state: ResearchState, deps: Deps) -> dict:
     version = state["report_version"]
     report = load_report(deps.run_dir, version)
     plan = ResearchPlan.model_validate(state["plan"])
-    ctx_allowed = writing_context(state, deps).allowed_numbers()
-    checks = run_checks(report, [h.id for h in plan.hypotheses], allowed_numbers=ctx_allowed)
+    checks = run_checks(report, [h.id for h in plan.hypotheses])  # the report carries the numbers it allows
     failed = [f"{c.name} ({c.section}): {c.message}" for c in checks if not c.ok]
     emit("review_report", f"version {version}: {len(checks) - len(failed)}/{len(checks)} checks pass")
     scores, comments, note = llm_review(deps.llms.reviewer, report, failed)
@@ -273,7 +272,8 @@ def revise_report(state: ResearchState, deps: Deps) -> dict:
             sections.append(Section(key=key, title=SECTION_TITLES[key], body=prose,
                                     generated=generated_markdown(key, ctx)))
     sections.sort(key=lambda s: SECTION_KEYS.index(s.key) if s.key in SECTION_KEYS else len(SECTION_KEYS))
-    new = report.model_copy(update={"version": version + 1, "sections": sections, "notes": report.notes + notes})
+    new = report.model_copy(update={"version": version + 1, "sections": sections, "notes": report.notes + notes,
+                                    "allowed_numbers": ctx.allowed_numbers()})  # a report saved before the field
     if not by_human:
         save_and_compile(deps.llms.researcher, new, ctx, "revise_report")
         return {"report_version": version + 1}
