@@ -56,6 +56,7 @@ _PROTECTED_RE = re.compile(
             r"https?://\S+",
             r"\bdoi:\s*\S+",
             r"^[ \t]*\d+[.)](?=[ \t])",  # ordered-list marker
+            r"(?<=[:;.?!]\s)\(?\d{1,2}[.)](?=\s+[A-Z\"'])",  # a list run into prose: "questions: 1. Is ... 2) Does"
         )
     ),
     re.MULTILINE,

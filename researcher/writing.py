@@ -201,7 +201,7 @@ def clean_prose(text: str, ctx: WritingContext) -> tuple[str, list[str]]:
     text = FACT_RE.sub(lambda m: m.group(0) if m.group(1) in known else "", text)
     text = FIGURE_RE.sub(lambda m: m.group(0) if m.group(1) in figures else "", text)
     text = re.sub(r"^#+\s.*$", "", text, flags=re.MULTILINE).strip()  # the renderer owns headings
-    text = drop_enumerators(drop_repeats(text))
+    text = drop_repeats(text)
     cleaned = strip_untraced_numbers(text, ctx.findings.facts, allowed=ctx.allowed_numbers())
     notes = []
     removed = cleaned.count("[unverified number removed]") - text.count("[unverified number removed]")
@@ -211,15 +211,6 @@ def clean_prose(text: str, ctx: WritingContext) -> tuple[str, list[str]]:
 
 
 MAX_PROSE_CHARS = 1800
-
-# "questions: 1. Is it ... peers? 2. Does ...": list markers run into prose are not quantities, and
-# flagging them as unverified numbers filled reports with "[unverified number removed]".
-_ENUMERATOR_RE = re.compile(r"(?m)(?:^|(?<=[:;.?!]\s))\(?\d{1,2}[.)]\s+(?=[A-Z\"'])")
-
-
-def drop_enumerators(text: str) -> str:
-    """Remove list markers at the start of a line or a sentence; a number inside a sentence stays."""
-    return _ENUMERATOR_RE.sub("", text)
 
 
 def drop_repeats(text: str, limit: int = MAX_PROSE_CHARS) -> str:
