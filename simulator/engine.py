@@ -19,6 +19,7 @@ from typing import Callable, Protocol
 
 import numpy as np
 
+from simulator.alloc import LARGE_POPULATION, keep_freed_memory
 from simulator.compile import CompiledRule, CompiledScenario, QUANTITY_FIELDS
 from simulator.errors import SpecError
 from simulator.expr import CompiledExpr
@@ -200,6 +201,8 @@ class Simulation:
         if self.n < 1:
             raise SpecError("the population is empty", scenario=self.spec.name, hint="give --agents 1 or more")
         self._check_memory(pctx)
+        if self.n >= LARGE_POPULATION:
+            keep_freed_memory()  # before the first large array: see `simulator.alloc`
         self.env["n_agents"] = float(self.n)
         self.all_ids = np.arange(self.n, dtype=np.int64)
         bounds = np.cumsum([0, *self.type_counts])
