@@ -90,12 +90,13 @@ class RunResult:
 class _Ctx:
     """An evaluation context (see `simulator.expr.EvalContext`): the rows one expression sees."""
 
-    __slots__ = ("sim", "rows", "partner", "rule_id", "locals", "size", "_pop")
+    __slots__ = ("sim", "rows", "span", "partner", "rule_id", "locals", "size", "_pop")
 
     def __init__(self, sim: "Simulation", rows: np.ndarray | None, partner: np.ndarray | None = None,
                  rule_id: int = RULE_METRICS) -> None:
         self.sim = sim
         self.rows = rows
+        self.span = sim.span_of(rows)  # the rows as a slice when they are a known run of ids
         self.partner = partner
         self.rule_id = rule_id
         self.locals: dict[str, np.ndarray | float] = {}
@@ -104,7 +105,9 @@ class _Ctx:
 
     def attr(self, name: str) -> np.ndarray:
         arr = self.sim.attrs[name]
-        return arr if self.rows is None else arr[self.rows]
+        if self.rows is None:
+            return arr
+        return arr[self.span] if self.span is not None else arr[self.rows]
 
     def other(self, name: str) -> np.ndarray:
         return self.sim.attrs[name][self.partner]
@@ -135,6 +138,8 @@ class _Ctx:
         u = self.draw(slot if slot is not None else SLOT_MATCH - 1) if op == "random" else None
         # Rows covering everyone in order are "all": the same values without the row gathers.
         rows = None if self.rows is self.sim.all_ids else self.rows
+        if self.span is not None and getattr(self.sim.space, "takes_spans", False):
+            rows = self.span
         return self.sim.space.neighbor_reduce(np.asarray(values_all), op, rows, u)
 
     def memo(self, key, compute: Callable[[], object]):
@@ -193,6 +198,7 @@ class Simulation:
         # (`touch`); memoized neighbor reductions and aggregates are valid for one version.
         self.version = 0
         self._memo: dict = {}
+        self._spans: dict[int, tuple[np.ndarray, slice]] = {}
 
         pctx = _ParamsCtx(self.params)
         n_total = population if population is not None else _scalar(compiled.population, pctx)
@@ -312,11 +318,25 @@ class Simulation:
 
     def _assign(self, name: str, rows: np.ndarray | None, values) -> None:
         arr = self.attrs[name]
+        span = self.span_of(rows)
         if rows is None:
             arr[:] = values
+        elif span is not None:
+            arr[span] = values
         else:
             arr[rows] = values
         self.touch()
+
+    def register_span(self, rows: np.ndarray) -> None:
+        """Declare ``rows`` (kept alive by the caller) a run of consecutive ids, so that reads and
+        writes of those rows are slices, not gathers (a shard's own rows, `simulator.shard`)."""
+        if rows.size and int(rows[-1]) - int(rows[0]) + 1 == rows.size and bool(np.all(np.diff(rows) == 1)):
+            self._spans[id(rows)] = (rows, slice(int(rows[0]), int(rows[-1]) + 1))
+
+    def span_of(self, rows: np.ndarray | None) -> slice | None:
+        """``rows`` as a slice if they were registered with `register_span`, else None."""
+        hit = self._spans.get(id(rows)) if rows is not None else None
+        return hit[1] if hit is not None and hit[0] is rows else None
 
     # --- memo of deterministic neighbor reductions and aggregates ----------------------------
     def touch(self) -> None:

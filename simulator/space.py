@@ -139,12 +139,25 @@ class _NeighborLists:
 
     def degree(self, rows=None) -> np.ndarray:
         indptr = self._lists()[0]
+        if isinstance(rows, slice):
+            return np.diff(indptr[rows.start : rows.stop + 1]).astype(np.int64)
         rows = _as_rows(rows)
         if rows is None:
             return np.diff(indptr).astype(np.int64)
         return (indptr[rows + 1] - indptr[rows]).astype(np.int64)
 
     def neighbor_reduce(self, values, op: str, rows=None, u=None) -> np.ndarray:
+        if isinstance(rows, slice):  # a run of ids (`takes_spans`): random, sum, mean, count as slices
+            if op not in ("random", "sum", "mean", "count"):
+                rows = np.arange(rows.start, rows.stop)
+            elif op == "count":
+                return self.degree(rows).astype(np.float64)
+            else:
+                _check_op(op, u)
+                values = np.asarray(values)
+                if op == "random":
+                    return _value_of_random_neighbor(self, values, rows, u)
+                return self._sum_like(values, op, rows)
         rows, values = _reduce_args(self, values, op, rows, u)
         if values is None:  # op == "count": the degree, whatever the values
             return self.degree(rows).astype(np.float64)
@@ -160,13 +173,17 @@ class _NeighborLists:
 
     def random_neighbor(self, rows, u) -> np.ndarray:
         indptr, indices, _ = self._lists()
-        rows = _as_rows(rows)
-        start = indptr[rows].astype(np.int64)
-        deg = indptr[rows + 1] - start
+        if isinstance(rows, slice):
+            start = indptr[rows.start : rows.stop].astype(np.int64)
+            deg = indptr[rows.start + 1 : rows.stop + 1] - start
+        else:
+            rows = _as_rows(rows)
+            start = indptr[rows].astype(np.int64)
+            deg = indptr[rows + 1] - start
         u = np.asarray(u, dtype=np.float64)
-        if u.shape != rows.shape:
-            raise ValueError(f"u must have one uniform per row: shape {rows.shape}, got {u.shape}")
-        out = np.full(rows.size, -1, dtype=np.int64)
+        if u.shape != start.shape:
+            raise ValueError(f"u must have one uniform per row: shape {start.shape}, got {u.shape}")
+        out = np.full(start.size, -1, dtype=np.int64)
         has = deg > 0
         out[has] = indices[start[has] + _pick_index(u[has], deg[has])]
         return out
@@ -206,7 +223,9 @@ class _NeighborLists:
     def _sum_like(self, values: np.ndarray, op: str, rows) -> np.ndarray:
         _, _, matrix = self._lists()
         x = values.astype(np.float64, copy=False)
-        if rows is not None:
+        if isinstance(rows, slice):
+            matrix = _row_block(matrix, rows)
+        elif rows is not None:
             run = _as_range(rows)
             # A contiguous run of ids (a shard's own rows): a view of those rows, nothing copied.
             matrix = _row_block(matrix, run) if run is not None else matrix[rows]
@@ -300,6 +319,7 @@ def _accept_lowest_prio(proposers: np.ndarray, targets: np.ndarray, prio: np.nda
 
 
 class NetworkSpace(_NeighborLists):
+    takes_spans = True  # `neighbor_reduce` takes a slice of consecutive ids as its rows
     """Agents on an undirected simple graph, held as CSR (int32 indices while they fit)."""
 
     def __init__(self, csr, *, validate: bool = True) -> None:
@@ -629,6 +649,17 @@ class WellMixed:
         return np.full(size, max(self.n - 1, 0), dtype=np.int64)
 
     def neighbor_reduce(self, values, op: str, rows=None, u=None) -> np.ndarray:
+        if isinstance(rows, slice):  # a run of ids (`takes_spans`): random, sum, mean, count as slices
+            if op not in ("random", "sum", "mean", "count"):
+                rows = np.arange(rows.start, rows.stop)
+            elif op == "count":
+                return self.degree(rows).astype(np.float64)
+            else:
+                _check_op(op, u)
+                values = np.asarray(values)
+                if op == "random":
+                    return _value_of_random_neighbor(self, values, rows, u)
+                return self._sum_like(values, op, rows)
         rows, values = _reduce_args(self, values, op, rows, u)
         if values is None:  # op == "count": the degree, whatever the values
             return self.degree(rows).astype(np.float64)

@@ -123,6 +123,9 @@ def test_every_reduction_matches_a_plain_python_reference(op):
         assert_same(got, expected[rows])
     mask = values > 0
     assert_same(g.neighbor_reduce(values, op, rows=mask, u=u[mask]), expected[mask])
+    # A run of ids given as a slice (a shard's own rows): the same values as the ids themselves.
+    for run in (slice(40, 210), slice(0, 300), slice(299, 300)):
+        assert_same(g.neighbor_reduce(values, op, rows=run, u=u[run]), expected[run])
 
 
 # -- the grid ------------------------------------------------------------------------------------
