@@ -17,17 +17,21 @@ effects; matchings, moves, `when` filters of global rules and the environment ar
 redundantly by every shard; metrics are shared out (shard j computes every K-th). Each exchange moves, per attribute
 written, n values into the object store and (K - 1) n out of it, per shard.
 
-Phases of a step, driven by `ShardedRun` with an explicit barrier after each:
-segment 0 (interventions, environment, the rules up to the first one that needs a remote
-write), further segments (each starting with the exchange it needs), then `finish` (the last
-exchange, each shard's share of the metrics, the stop condition on shard 0). Every `checkpoint_every` steps each shard
-returns its owned rows to the coordinator's object store; when a shard actor dies, Ray restarts
-it, every shard is restored to the last checkpoint and the steps since are replayed: counter-based
-draws make the replay produce the same result.
+Rounds, driven by `ShardedRun`: each shard runs one segment per round (segment 0 opens a step:
+interventions, environment, the rules up to the first one that needs a remote write; each
+further segment starts with the exchange it needs). A round takes the other shards' writes
+from the round before as its inputs, so no shard starts it before all have finished theirs:
+that data dependency is the barrier. The round after a step's last segment first measures
+that step (each shard its share of the metrics, every shard the stop condition), then opens
+the next one; the coordinator queues rounds ahead instead of waiting between them. Every
+`checkpoint_every` steps each shard adds its owned rows to its report; when a shard actor dies,
+Ray restarts it, every shard is restored to the last checkpoint and the steps since are
+replayed: counter-based draws make the replay produce the same result.
 """
 
 from __future__ import annotations
 
+import collections
 import itertools
 import logging
 import math
@@ -140,6 +144,9 @@ class ShardSimulation(Simulation):
         # Rows kept whole stay the same object: the engine's whole-array path recognises `all_ids`.
         self._own_rows = [rows if (self.lo, self.hi) == (0, self.n) else rows[(rows >= self.lo) & (rows < self.hi)]
                           for rows in self._rule_rows]
+        for rows in self._own_rows:
+            if rows is not self.all_ids:
+                self.register_span(rows)
 
     def measure_share(self) -> np.ndarray:
         """This shard's share of the metrics (every K-th, from its index): replicas are identical after
@@ -245,36 +252,62 @@ class ShardWorker:
                                        policy=policy, bounds=bounds, index=index)
         self.segments = plan_segments(compiled, policy is not None)
         self.writes = [segment_writes(compiled, s) for s in self.segments]
+        self._at_step_start()
         return index
+
+    def _at_step_start(self) -> None:
+        self.next_segment = 0  # the segment the next round runs
+        self.unmeasured = False  # the last step's metrics are still to be taken
+        self.stopped = False
 
     def loaded(self) -> bool:
         return self.sim is not None
 
-    def segment(self, i: int, *incoming: dict[str, np.ndarray] | None) -> dict[str, np.ndarray]:
-        """Take in the previous exchange, run segment ``i`` (0 opens the step), return own writes."""
-        with np.errstate(all="ignore"):
-            self.sim.receive(incoming)
-            if i == 0:
-                self.sim.begin_step()
-            self.sim.apply_rules(self.segments[i])
-        return self.sim.owned_slices(self.writes[i])
+    def advance(self, checkpoint: bool, *incoming: dict[str, np.ndarray] | None
+                ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """One round of the lockstep: take in the other shards' last writes, then run the next
+        segment. Returns (this shard's writes for the others, a report for the coordinator).
 
-    def finish(self, *incoming: dict[str, np.ndarray] | None) -> tuple[np.ndarray, bool]:
-        """Take in the step's last exchange; measure this shard's share of the metrics (shard 0 also
-        checks the stop condition)."""
+        A round that follows a step's last segment first measures that step (this shard's share
+        of the metrics) and checks the stop condition: every replica is identical by then, so
+        every shard reaches the same verdict and none begins a step after the end. Measuring in
+        the same call as the next step's first segment halves the rounds, and lets the
+        coordinator queue rounds ahead: a round cannot start before its inputs, the other
+        shards' writes from the round before, exist (the barrier). ``checkpoint`` adds this
+        shard's state after the measured step to the report.
+        """
+        sim = self.sim
+        report: dict[str, Any] = {}
         with np.errstate(all="ignore"):
-            self.sim.receive(incoming)
-            return self.sim.measure_share(), self.sim.index == 0 and self.sim.should_stop()
+            sim.receive(incoming)
+            if self.unmeasured:
+                self.unmeasured = False
+                report["metrics"] = sim.measure_share()
+                report["stop"] = sim.should_stop()
+                if checkpoint:
+                    report["checkpoint"] = sim.checkpoint()
+                self.stopped = report["stop"] or sim.step_no >= sim.max_steps
+            if self.stopped:
+                return {}, report
+            if self.next_segment == 0:
+                sim.begin_step()
+            i = self.next_segment
+            sim.apply_rules(self.segments[i])
+            self.next_segment = (i + 1) % len(self.segments)
+            self.unmeasured = self.next_segment == 0
+            return sim.owned_slices(self.writes[i]), report
 
     def measure(self) -> np.ndarray:
         with np.errstate(all="ignore"):
             return self.sim.measure()
 
     def checkpoint(self) -> dict[str, Any]:
-        return self.sim.checkpoint()
+        return {"checkpoint": self.sim.checkpoint()}
 
-    def restore(self, *states: dict[str, Any]) -> int:
-        self.sim.restore(states)
+    def restore(self, *reports: dict[str, Any]) -> int:
+        """Back to the state a checkpoint recorded (one report per shard, in shard order)."""
+        self.sim.restore(tuple(r["checkpoint"] for r in reports))
+        self._at_step_start()
         return self.sim.step_no
 
     def decisions(self) -> tuple[dict[str, int], dict[str, list] | None]:
@@ -336,7 +369,8 @@ class ShardedRun:
     def __init__(self, spec: ScenarioSpec | dict[str, Any], params: dict[str, float] | None = None, seed: int = 0,
                  *, shards: int = 2, population: int | None = None, max_steps: int | None = None,
                  checkpoint_every: int = 10, max_restarts: int = 3,
-                 policy_factory: Callable[[], DecisionPolicy] | None = None, actors: list | None = None) -> None:
+                 policy_factory: Callable[[], DecisionPolicy] | None = None, actors: list | None = None,
+                 ahead: int = 2) -> None:
         import ray
 
         if not ray.is_initialized():
@@ -356,6 +390,7 @@ class ShardedRun:
         self.max_restarts = int(max_restarts)
         self.segments = plan_segments(compiled, policy_factory is not None)
         self.restarts = 0
+        self.ahead = max(0, int(ahead))
         self._write_sizes = [len(segment_writes(compiled, s)) for s in self.segments]
         self._owns_actors = actors is None
         if actors is not None and len(actors) < self.k:
@@ -378,20 +413,15 @@ class ShardedRun:
         except ray.exceptions.RayTaskError as exc:
             raise _user_error(exc) from None
 
-    def step(self) -> tuple[np.ndarray, bool]:
-        """One step in lockstep: a barrier after every segment and after the final exchange."""
-        import ray
-
-        refs: list = []
-        for i in range(len(self.segments)):
-            refs = [a.segment.remote(i, *_others(refs, j)) for j, a in enumerate(self.actors)]
-            ray.wait(refs, num_returns=len(refs), fetch_local=False)  # the barrier
-        done = [a.finish.remote(*_others(refs, j)) for j, a in enumerate(self.actors)]
-        results = ray.get(done)  # the step's barrier; raises RayActorError if a shard died
-        measured = np.empty(len(self.metric_names), dtype=np.float64)
-        for j, (share, _) in enumerate(results):
-            measured[j::self.k] = share
-        return measured, results[0][1]
+    def _plan(self, start: int):
+        """The rounds from a state where step ``start`` is complete and measured: (the step a
+        round measures or None, whether it also checkpoints), the last one measuring only."""
+        for t in range(start + 1, self.max_steps + 1):
+            for s in range(len(self.segments)):
+                measured = t - 1 if s == 0 and t - 1 > start else None
+                yield measured, measured is not None and measured % self.checkpoint_every == 0
+        if self.max_steps > start:
+            yield self.max_steps, False
 
     def _checkpoint(self) -> list:
         import ray
@@ -418,36 +448,65 @@ class ShardedRun:
                 time.sleep(0.2)
 
     def run(self, on_step: Callable[[int, int], None] | None = None) -> RunResult:
+        """Every step in lockstep, `ahead` steps queued beyond the one being waited for.
+
+        Each round's inputs are the other shards' outputs of the round before, so no shard can
+        run ahead of the others (the barrier); queuing rounds keeps the shards from waiting on
+        the coordinator between them. A lost shard: every shard back to the last checkpoint,
+        the steps since run again (counter-based draws repeat them exactly).
+        """
         import ray
         from ray.exceptions import RayActorError
 
         t0 = time.perf_counter()
         values = [ray.get(self.actors[0].measure.remote())]
         ckpt, ckpt_step = self._checkpoint(), 0
-        step, stopped = 0, False
-        while step < self.max_steps:
+        stopped = False
+        while True:
             try:
-                measured, stop = self.step()
+                pending: collections.deque = collections.deque()
+                exchange: list = [None] * self.k
+
+                def collect() -> bool:
+                    nonlocal ckpt, ckpt_step, stopped
+                    step, refs, saves = pending.popleft()
+                    reports = ray.get(refs)  # raises RayActorError if a shard died
+                    measured = np.empty(len(self.metric_names), dtype=np.float64)
+                    for j, report in enumerate(reports):
+                        measured[j::self.k] = report["metrics"]
+                    values.append(measured)
+                    assert len(values) == step + 1
+                    if on_step is not None:
+                        on_step(step, self.max_steps)
+                    if saves:
+                        ckpt, ckpt_step = refs, step
+                    stopped = reports[0]["stop"] and step < self.max_steps
+                    return reports[0]["stop"]
+
+                done = False
+                for measured, saves in self._plan(len(values) - 1):
+                    pairs = [a.advance.options(num_returns=2).remote(saves, *_others(exchange, j))
+                             for j, a in enumerate(self.actors)]
+                    exchange = [p[0] for p in pairs]
+                    if measured is not None:
+                        pending.append((measured, [p[1] for p in pairs], saves))
+                    while len(pending) > self.ahead and not done:
+                        done = collect()
+                    if done:
+                        break
+                while pending and not done:
+                    done = collect()
+                break
             except RayActorError as exc:
                 self.restarts += 1
                 if self.restarts > self.max_restarts:
                     raise SocietasError(f"a shard of {self.spec_name} failed {self.restarts} times "
                                         f"({type(exc).__name__})",
                                         hint="check the Ray logs (memory?) or use fewer agents per shard") from None
-                log.warning("shard lost at step %d; resuming from the checkpoint at step %d", step + 1, ckpt_step)
+                log.warning("shard lost after step %d; resuming from the checkpoint at step %d",
+                            len(values) - 1, ckpt_step)
                 self._restore(ckpt)
                 del values[ckpt_step + 1:]
-                step = ckpt_step
-                continue
-            step += 1
-            values.append(measured)
-            if on_step is not None:
-                on_step(step, self.max_steps)
-            if step % self.checkpoint_every == 0:
-                ckpt, ckpt_step = self._checkpoint(), step
-            if stop:
-                stopped = step < self.max_steps
-                break
         reports = ray.get([a.decisions.remote() for a in self.actors])
         counts: dict[str, int] = {}
         for c, _ in reports:
