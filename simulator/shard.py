@@ -108,11 +108,29 @@ def plan_segments(compiled: CompiledScenario, has_policy: bool = False) -> list[
     return segments
 
 
-def segment_writes(compiled: CompiledScenario, segment: list[int]) -> list[str]:
+def remotely_read(compiled: CompiledScenario, has_policy: bool = False) -> frozenset[str]:
+    """Attributes that some shard reads, at some point of a step, for rows it does not own:
+    the rules' remote reads, and whatever the environment, the metrics and the stop condition
+    read (they look at everyone). Only these are ever exchanged."""
+    out: set[str] = set()
+    for rule in compiled.rules:
+        reads = rule_remote_reads(rule, has_policy)
+        if reads is ALL:
+            return ALL
+        out |= reads
+    for e in [*(e for _, e in compiled.env), *(e for _, e in compiled.metrics), compiled.stop_when]:
+        if e is not None:
+            out |= e.reads_self | e.reads_all
+    return frozenset(out)
+
+
+def segment_writes(compiled: CompiledScenario, segment: list[int], has_policy: bool = False) -> list[str]:
+    """What a segment's rules write that another shard will read: its exchange."""
     names: set[str] = set()
     for i in segment:
         names |= rule_writes(compiled.rules[i])
-    return sorted(names)
+    needed = remotely_read(compiled, has_policy)
+    return sorted(names if needed is ALL else names & needed)
 
 
 def partition(n: int, k: int) -> list[tuple[int, int]]:
@@ -251,7 +269,7 @@ class ShardWorker:
             self.sim = ShardSimulation(compiled, params, seed, population=population, max_steps=max_steps,
                                        policy=policy, bounds=bounds, index=index)
         self.segments = plan_segments(compiled, policy is not None)
-        self.writes = [segment_writes(compiled, s) for s in self.segments]
+        self.writes = [segment_writes(compiled, s, policy is not None) for s in self.segments]
         self._at_step_start()
         return index
 
@@ -391,7 +409,7 @@ class ShardedRun:
         self.segments = plan_segments(compiled, policy_factory is not None)
         self.restarts = 0
         self.ahead = max(0, int(ahead))
-        self._write_sizes = [len(segment_writes(compiled, s)) for s in self.segments]
+        self._write_sizes = [len(segment_writes(compiled, s, policy_factory is not None)) for s in self.segments]
         self._owns_actors = actors is None
         if actors is not None and len(actors) < self.k:
             raise ValueError(f"{self.k} shards need {self.k} actors, got {len(actors)}")

@@ -25,6 +25,7 @@ from simulator.shard import (
     partition,
     plan_segments,
     run_sharded,
+    segment_writes,
     shard_count,
     start_shards,
 )
@@ -107,6 +108,22 @@ def test_exchange_waits_only_for_remote_reads():
                              {"name": "r2", "kind": "update", "set": {"y": "x * 2"}}])
     assert plan_segments(compile_scenario(needs)) == [[0], [1]]
     assert plan_segments(compile_scenario(local)) == [[0, 1]]
+
+
+def test_only_attributes_read_for_other_shards_rows_are_exchanged(pool):
+    # `y` is read only on its own row and by no metric: its owner alone needs it.
+    spec = spec_from(space={"kind": "network", "network": "erdos_renyi", "mean_degree": 4},
+                     agent_types=[{"name": "a", "attributes": {"x": "uniform()", "y": 0}}],
+                     rules=[{"name": "r1", "kind": "update", "set": {"y": "y + x"}},
+                            {"name": "r2", "kind": "update", "set": {"x": "0.5 * x + 0.5 * neighbor_mean(x) + 0.01 * y"}}],
+                     metrics={"mean_x": "mean(x)"})
+    compiled = compile_scenario(spec)
+    assert [segment_writes(compiled, s) for s in plan_segments(compiled)] == [["x"]]
+    counted = spec_from(**{**spec.model_dump(mode="json", by_alias=True, exclude_none=True),
+                           "metrics": {"mean_x": "mean(x)", "mean_y": "mean(y)"}})
+    assert [segment_writes(compile_scenario(counted), s) for s in plan_segments(compile_scenario(counted))] == [["x", "y"]]
+    single = Simulation(compiled, None, SEED, population=AGENTS, max_steps=6).run()
+    assert _same(single, run_sharded(spec, None, SEED, shards=3, population=AGENTS, max_steps=6, actors=pool))
 
 
 def test_partition_covers_every_agent_once_in_balanced_ranges():
