@@ -269,7 +269,9 @@ class ShardWorker:
             self.sim = ShardSimulation(compiled, params, seed, population=population, max_steps=max_steps,
                                        policy=policy, bounds=bounds, index=index)
         self.segments = plan_segments(compiled, policy is not None)
-        self.writes = [segment_writes(compiled, s, policy is not None) for s in self.segments]
+        # One shard alone has nobody to send its writes to.
+        self.writes = [segment_writes(compiled, s, policy is not None) if len(bounds) > 1 else []
+                       for s in self.segments]
         self._at_step_start()
         return index
 
