@@ -129,7 +129,7 @@ class _Ctx:
         return self._pop
 
     def ids(self) -> np.ndarray:
-        return self.sim.all_ids if self.rows is None else self.rows
+        return self.sim.all_ids if self.rows is None else self.sim.ids_of(self.rows)
 
     def draw(self, slot: int, k: int = 1) -> np.ndarray:
         return self.sim.stream(self.rule_id, slot).uniform(self.ids(), k)
@@ -333,6 +333,11 @@ class Simulation:
         if rows.size and int(rows[-1]) - int(rows[0]) + 1 == rows.size and bool(np.all(np.diff(rows) == 1)):
             self._spans[id(rows)] = (rows, slice(int(rows[0]), int(rows[-1]) + 1))
 
+    def ids_of(self, rows: np.ndarray) -> np.ndarray:
+        """The agent ids of rows: the rows themselves here; a shard holding only some agents
+        (`simulator.partitioned`) maps its local rows to ids, which key every draw."""
+        return rows
+
     def span_of(self, rows: np.ndarray | None) -> slice | None:
         """``rows`` as a slice if they were registered with `register_span`, else None."""
         hit = self._spans.get(id(rows)) if rows is not None else None
@@ -408,7 +413,7 @@ class Simulation:
         if rule.activation is not None and len(rows):
             ctx = _Ctx(self, rows, None, rid)
             p = rule.activation(ctx)
-            u = self.stream(rid, SLOT_ACTIVATION).uniform(rows)
+            u = self.stream(rid, SLOT_ACTIVATION).uniform(self.ids_of(rows))
             rows = rows[u < p]
         return rows
 
@@ -437,7 +442,7 @@ class Simulation:
                 self._assign(a, target, v)
         elif rule.kind == "transition":
             p = rule.probability(ctx)
-            u = self.stream(rid, SLOT_TRANSITION).uniform(rows)
+            u = self.stream(rid, SLOT_TRANSITION).uniform(self.ids_of(rows))
             self.attrs[rule.attribute][rows[u < p]] = rule.to_code
             self.touch()
         elif rule.kind == "move":
@@ -445,7 +450,7 @@ class Simulation:
             empty = np.flatnonzero(self.space.occupant < 0)
             cell_prio = np.zeros(self.space.n_cells)
             cell_prio[empty] = self.stream(rid, SLOT_MOVE_CELLS).uniform(empty)
-            prio = self.stream(rid, SLOT_MOVE).uniform(rows)
+            prio = self.stream(rid, SLOT_MOVE).uniform(self.ids_of(rows))
             self.space.move_to_empty(rows, prio, cell_prio)
             self.touch()
         elif rule.kind == "decide":
@@ -503,7 +508,7 @@ class Simulation:
                     w[j] = np.clip(np.nan_to_num(np.broadcast_to(e(ctx), (len(rows),)), nan=0.0), 0, None)
             cum = np.cumsum(w, axis=0)
             total = cum[-1]
-            u = self.stream(rid, SLOT_DECIDE).uniform(rows) * total
+            u = self.stream(rid, SLOT_DECIDE).uniform(self.ids_of(rows)) * total
             picked = np.where(total > 0, (cum <= u[None, :]).sum(axis=0), -1)
             picked = np.minimum(picked, k - 1)
             choice = np.where(todo, picked, choice)

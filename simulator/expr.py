@@ -175,6 +175,7 @@ class CompiledExpr:
     constant: float | bool | int | None  # the value, when the expression is a constant
     _fn: Callable[[Any], Any] = field(repr=False)
     _copy: bool = field(default=False, repr=False)  # the result may be a context array
+    uses_aggregates: bool = False  # calls a population function (mean, share, largest_region, ...)
 
     def __call__(self, ctx: EvalContext) -> Any:
         with np.errstate(all="ignore"):
@@ -424,6 +425,7 @@ class _Compiler:
         self.locals_used: set[str] = set()
         self.slots_used: list[int] = []
         self.uses_neighbors = False
+        self.uses_aggregates = False
 
     # -- errors ------------------------------------------------------------------------------
 
@@ -467,6 +469,7 @@ class _Compiler:
             constant=constant,
             _fn=typed.fn,
             _copy=typed.leaf,
+            uses_aggregates=self.uses_aggregates,
         )
 
     def expected(self, typed: _Typed, expect) -> _Typed:
@@ -923,6 +926,7 @@ class _Compiler:
         return _Typed(NUMBER, fn, node, reads=reads, row_node=node)
 
     def aggregate(self, function: Function, nodes, node: ast.Call, pop: bool) -> _Typed:
+        self.uses_aggregates = True
         args = self.arguments(function, nodes, True)
         for _, _, typed in args:
             self.reads_all.update(typed.reads)

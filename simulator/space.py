@@ -319,8 +319,9 @@ def _accept_lowest_prio(proposers: np.ndarray, targets: np.ndarray, prio: np.nda
 
 
 class NetworkSpace(_NeighborLists):
-    takes_spans = True  # `neighbor_reduce` takes a slice of consecutive ids as its rows
     """Agents on an undirected simple graph, held as CSR (int32 indices while they fit)."""
+
+    takes_spans = True  # `neighbor_reduce` takes a slice of consecutive ids as its rows
 
     def __init__(self, csr, *, validate: bool = True) -> None:
         matrix = sp.csr_matrix(csr)
