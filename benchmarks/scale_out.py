@@ -12,7 +12,7 @@ full lockstep (segments, barrier, exchange, metrics shared out). The two runs' m
 
 Printed: seconds per step for 1 and 2 shards and `speedup: <x>` (their ratio, wall clock); the
 shards' CPU seconds per step and `speedup_cpu_time` (1 shard's CPU s/step over the busiest of the
-2 shards': the speed-up if each shard had a core to itself; robust to other load); bytes put into the object store per step for the
+2 shards': the speed-up if each shard had a core to itself; robust to other load); bytes the shards take in from each other per step for the
 exchange; peak resident memory per shard (VmHWM of each actor process: set-up included); then
 the ladder with 2 shards (`--quick`: 1M and 2M only), stopping after the first size slower than
 one step per second (unless `--whole-ladder`), and `largest_at_1_step_per_s: <agents>`.
@@ -35,7 +35,7 @@ from _common import load_line, machine_line, network_spec, now
 SEED = 0
 
 
-def measure(spec, n: int, shards: int, steps: int) -> dict:
+def measure(spec, n: int, shards: int, steps: int, state: str = "auto") -> dict:
     """Build a sharded run of n agents and run `steps` + 1 steps; the first is the warm-up.
 
     A step's time is the interval between the arrivals of consecutive steps' metrics at the
@@ -43,13 +43,15 @@ def measure(spec, n: int, shards: int, steps: int) -> dict:
     from simulator.shard import ShardedRun
 
     t0 = now()
-    run = ShardedRun(spec, None, SEED, shards=shards, population=n, max_steps=steps + 1)
+    run = ShardedRun(spec, None, SEED, shards=shards, population=n, max_steps=steps + 1, state=state)
     setup = now() - t0
     arrivals: list[float] = []
     try:
         cpu0 = [u["cpu_seconds"] for u in run.usage()]
         result = run.run(on_step=lambda step, total: arrivals.append(now()))
         usage = run.usage()
+        exchanged = run.bytes_per_step()
+        builder = run.build_usage()
     finally:
         run.shutdown()
     # Metrics arrive in bursts (rounds are queued ahead), so single intervals mean little: the pace
@@ -57,14 +59,15 @@ def measure(spec, n: int, shards: int, steps: int) -> dict:
     pace = (arrivals[-1] - arrivals[0]) / steps
     cpu = [(u["cpu_seconds"] - c0) / (steps + 1) for u, c0 in zip(usage, cpu0)]  # warm-up step included
     return {"n": n, "shards": shards, "setup_s": setup, "sec_per_step": pace,
-            "cpu_per_step": sum(cpu), "critical_cpu": max(cpu), "bytes_per_step": run.bytes_per_step(),
+            "cpu_per_step": sum(cpu), "critical_cpu": max(cpu), "bytes_per_step": exchanged, "state": run.state_note, "builder": builder,
             "peak_rss": [u["peak_rss"] for u in usage], "values": result.values}
 
 
 def line(r: dict) -> str:
     peaks = " / ".join(f"{p / 2**30:.2f}" for p in r["peak_rss"])
-    return (f"{r['n']:>11,} {r['shards']:>6} {r['setup_s']:>8.1f} {r['sec_per_step']:>9.3f} "
-            f"{r['cpu_per_step']:>10.3f} {r['bytes_per_step'] / 2**20:>10.1f}  {peaks}")
+    builder = f"{r['builder']['peak_rss'] / 2**30:.2f}" if r["builder"] else "-"
+    return (f"{r['n']:>11,} {r['shards']:>6} {r['state'].split()[0]:>11} {r['setup_s']:>8.1f} {r['sec_per_step']:>9.3f} "
+            f"{r['cpu_per_step']:>10.3f} {r['bytes_per_step'] / 2**20:>10.1f}  {peaks:<13} {builder:>7}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ladder", default="1e6,2e6,5e6,1e7", help="agent counts to try with 2 shards")
     ap.add_argument("--mean-degree", type=float, default=10.0)
     ap.add_argument("--quick", action="store_true", help="ladder 1M, 2M only")
+    ap.add_argument("--state", default="auto", choices=("auto", "partitioned", "replicated"),
+                    help="shard state: each shard its agents and their neighbors, or everyone (auto: "
+                         "partitioned where the scenario allows)")
     ap.add_argument("--whole-ladder", action="store_true", help="go on past the first size slower than 1 step/s")
     args = ap.parse_args(argv)
 
@@ -86,12 +92,12 @@ def main(argv: list[str] | None = None) -> int:
           f"one run split over Ray shard actors")
     print(machine_line())
     print(f"at start: {load_line()}")
-    head = (f"{'agents':>11} {'shards':>6} {'setup s':>8} {'s/step':>9} {'cpu s/step':>10} "
-            f"{'MiB/step':>10}  peak GiB per shard")
+    head = (f"{'agents':>11} {'shards':>6} {'state':>11} {'setup s':>8} {'s/step':>9} {'cpu s/step':>10} "
+            f"{'MiB/step':>10}  {'peak GiB/shard':<13} {'builder':>7}")
     print(head)
     one = measure(spec, n, 1, args.steps)
     print(line(one), flush=True)
-    two = measure(spec, n, 2, args.steps)
+    two = measure(spec, n, 2, args.steps, args.state)
     print(line(two), flush=True)
     identical = np.array_equal(one["values"], two["values"], equal_nan=True)
 
@@ -107,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         if need > 0.8 * psutil.virtual_memory().available:
             print(f"{size:>11,} skipped: needs about {need / 2**30:.1f} GiB")
             break
-        r = two if size == n else measure(spec, size, 2, max(3, min(args.steps, 5)))
+        r = two if size == n else measure(spec, size, 2, max(3, min(args.steps, 5)), args.state)
         print(line(r), flush=True)
         if r["sec_per_step"] > 1.0:
             if not args.whole_ladder:
@@ -120,8 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"sec_per_step_1_shard: {one['sec_per_step']:.4f}")
     print(f"sec_per_step_2_shards: {two['sec_per_step']:.4f}")
     print(f"cpu_sec_per_step (all shards): 1 shard {one['cpu_per_step']:.4f}, 2 shards {two['cpu_per_step']:.4f}")
-    print(f"bytes_exchanged_per_step: {two['bytes_per_step']} (put into the object store by the 2 shards together; "
-          f"each shard reads the other's half)")
+    print(f"bytes_exchanged_per_step: {two['bytes_per_step']} (taken in by the 2 shards from each other, "
+          f"through the object store; state {two['state']})")
     print("peak_memory_per_shard_bytes: " + ", ".join(f"{p:.0f}" for p in two["peak_rss"])
           + f" (1 shard: {one['peak_rss'][0]:.0f})")
     print(f"identical_metrics_1_vs_2_shards: {'yes' if identical else 'no'}")

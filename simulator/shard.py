@@ -202,6 +202,10 @@ class ShardSimulation(Simulation):
     def owned_slices(self, names: list[str]) -> dict[str, np.ndarray]:
         return {x: self.attrs[x][self.lo:self.hi] for x in names}
 
+    def outgoing(self, names: list[str]) -> list[dict[str, np.ndarray]]:
+        """One object for every other shard: the owned slices of ``names``."""
+        return [self.owned_slices(names)]
+
     def receive(self, incoming: tuple[dict[str, np.ndarray] | None, ...]) -> None:
         """Copy in the other shards' owned slices (one dict per shard, in shard order)."""
         wrote = False
@@ -260,20 +264,33 @@ class ShardWorker:
 
     def load(self, spec_data: dict[str, Any], params: dict[str, float] | None, seed: int,
              population: int | None, max_steps: int | None, bounds: list[tuple[int, int]], index: int,
-             policy_factory: Callable[[], DecisionPolicy] | None = None) -> int:
+             piece: dict[str, Any] | None = None, policy_factory: Callable[[], DecisionPolicy] | None = None) -> int:
         self.sim = None
         compiled = compile_scenario(ScenarioSpec.model_validate(spec_data))
         # Each shard opens its own LLM client: its agents' calls are issued from where they live.
         policy = policy_factory() if policy_factory is not None else None
         with np.errstate(all="ignore"):
-            self.sim = ShardSimulation(compiled, params, seed, population=population, max_steps=max_steps,
-                                       policy=policy, bounds=bounds, index=index)
+            if piece is not None:  # partitioned: this shard's agents and their neighbors only
+                from simulator.partitioned import LocalShard
+
+                self.sim = LocalShard(compiled, params, seed, population=population, max_steps=max_steps,
+                                      bounds=bounds, index=index, piece=piece)
+            else:
+                self.sim = ShardSimulation(compiled, params, seed, population=population, max_steps=max_steps,
+                                           policy=policy, bounds=bounds, index=index)
         self.segments = plan_segments(compiled, policy is not None)
         # One shard alone has nobody to send its writes to.
         self.writes = [segment_writes(compiled, s, policy is not None) if len(bounds) > 1 else []
                        for s in self.segments]
+        self.outputs = len(bounds) if piece is not None else 1
         self._at_step_start()
         return index
+
+    def exchange_bytes(self) -> int:
+        """Bytes of this shard's writes that other shards take in per step (8 per value)."""
+        if hasattr(self.sim, "exchange_bytes"):
+            return self.sim.exchange_bytes(self.writes)
+        return 8 * (self.sim.hi - self.sim.lo) * sum(len(w) for w in self.writes) * (len(self.sim.bounds) - 1)
 
     def _at_step_start(self) -> None:
         self.next_segment = 0  # the segment the next round runs
@@ -283,10 +300,10 @@ class ShardWorker:
     def loaded(self) -> bool:
         return self.sim is not None
 
-    def advance(self, checkpoint: bool, *incoming: dict[str, np.ndarray] | None
-                ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    def advance(self, checkpoint: bool, *incoming: dict[str, Any] | None) -> tuple:
         """One round of the lockstep: take in the other shards' last writes, then run the next
-        segment. Returns (this shard's writes for the others, a report for the coordinator).
+        segment. Returns a report for the coordinator, then this shard's writes: one object for
+        all other shards (replicated state) or one per shard (partitioned: each its halo).
 
         A round that follows a step's last segment first measures that step (this shard's share
         of the metrics) and checks the stop condition: every replica is identical by then, so
@@ -308,14 +325,14 @@ class ShardWorker:
                     report["checkpoint"] = sim.checkpoint()
                 self.stopped = report["stop"] or sim.step_no >= sim.max_steps
             if self.stopped:
-                return {}, report
+                return (report, *[None] * self.outputs)
             if self.next_segment == 0:
                 sim.begin_step()
             i = self.next_segment
             sim.apply_rules(self.segments[i])
             self.next_segment = (i + 1) % len(self.segments)
             self.unmeasured = self.next_segment == 0
-            return sim.owned_slices(self.writes[i]), report
+            return (report, *sim.outgoing(self.writes[i]))
 
     def measure(self) -> np.ndarray:
         with np.errstate(all="ignore"):
@@ -383,15 +400,19 @@ def start_shards(k: int, max_restarts: int = 3, num_cpus: float | None = None) -
 class ShardedRun:
     """One run split over ``shards`` Ray actors; `run()` returns what `Simulation.run()` would.
 
-    ``actors`` (from `start_shards`) lets several runs reuse one set of actors.
+    ``actors`` (from `start_shards`) lets several runs reuse one set of actors. ``state``:
+    "partitioned" (each shard holds its own agents and their neighbors, `simulator.partitioned`),
+    "replicated" (each holds everyone), or "auto": partitioned wherever the scenario allows it.
     """
 
     def __init__(self, spec: ScenarioSpec | dict[str, Any], params: dict[str, float] | None = None, seed: int = 0,
                  *, shards: int = 2, population: int | None = None, max_steps: int | None = None,
                  checkpoint_every: int = 10, max_restarts: int = 3,
                  policy_factory: Callable[[], DecisionPolicy] | None = None, actors: list | None = None,
-                 ahead: int = 2) -> None:
+                 ahead: int = 2, state: str = "auto") -> None:
         import ray
+
+        from simulator.partitioned import PARTITION_BELOW, expected_local_share, partition_blocker
 
         if not ray.is_initialized():
             from simulator.service import ensure_ray
@@ -411,12 +432,28 @@ class ShardedRun:
         self.segments = plan_segments(compiled, policy_factory is not None)
         self.restarts = 0
         self.ahead = max(0, int(ahead))
-        self._write_sizes = [len(segment_writes(compiled, s, policy_factory is not None)) for s in self.segments]
+        blocker = partition_blocker(compiled, policy_factory is not None)
+        if state == "partitioned" and blocker is not None:
+            raise SocietasError(f"{self.spec_name} cannot run with partitioned state: {blocker}",
+                                hint="use the replicated state (the default picks it by itself)")
+        if state not in ("auto", "partitioned", "replicated"):
+            raise ValueError(f"state must be auto, partitioned or replicated, not {state!r}")
+        share = expected_local_share(compiled, params, self.n, self.k) if blocker is None else 1.0
+        self.partitioned = self.k > 1 and blocker is None and (
+            state == "partitioned" or (state == "auto" and share <= PARTITION_BELOW))
+        self.state_note = ("partitioned" if self.partitioned else "replicated" + (
+            f" ({blocker})" if blocker else f" (a shard would hold ~{share:.0%} of the agents)" if state == "auto" else ""))
         self._owns_actors = actors is None
         if actors is not None and len(actors) < self.k:
             raise ValueError(f"{self.k} shards need {self.k} actors, got {len(actors)}")
         self.actors = start_shards(self.k, max_restarts) if actors is None else list(actors[: self.k])
         self._load_args = (spec_data, params, seed, population, self.max_steps, self.bounds)
+        self._pieces: list = [None] * self.k
+        self._build_stats_ref = None
+        if self.partitioned:  # the network, built once and cut: no shard ever holds all of it
+            *self._pieces, stats = ray.remote(_cut_network).options(num_returns=self.k + 1, num_cpus=0).remote(
+                spec_data, params, seed, population, self.bounds)
+            self._build_stats_ref = stats
         self._policy_factory = policy_factory
         try:
             self._load(range(self.k))
@@ -427,7 +464,7 @@ class ShardedRun:
     def _load(self, which) -> None:
         import ray
 
-        refs = [self.actors[i].load.remote(*self._load_args, i, self._policy_factory) for i in which]
+        refs = [self.actors[i].load.remote(*self._load_args, i, self._pieces[i], self._policy_factory) for i in which]
         try:
             ray.get(refs)
         except ray.exceptions.RayTaskError as exc:
@@ -485,15 +522,18 @@ class ShardedRun:
         while True:
             try:
                 pending: collections.deque = collections.deque()
-                exchange: list = [None] * self.k
+                exchange: list = [None] * self.k  # per shard: its last round's outputs
 
                 def collect() -> bool:
                     nonlocal ckpt, ckpt_step, stopped
                     step, refs, saves = pending.popleft()
                     reports = ray.get(refs)  # raises RayActorError if a shard died
                     measured = np.empty(len(self.metric_names), dtype=np.float64)
-                    for j, report in enumerate(reports):
-                        measured[j::self.k] = report["metrics"]
+                    if self.partitioned:  # shard 0 measures everything
+                        measured[:] = reports[0]["metrics"]
+                    else:
+                        for j, report in enumerate(reports):
+                            measured[j::self.k] = report["metrics"]
                     values.append(measured)
                     assert len(values) == step + 1
                     if on_step is not None:
@@ -504,12 +544,13 @@ class ShardedRun:
                     return reports[0]["stop"]
 
                 done = False
+                outputs = self.k if self.partitioned else 1
                 for measured, saves in self._plan(len(values) - 1):
-                    pairs = [a.advance.options(num_returns=2).remote(saves, *_others(exchange, j))
-                             for j, a in enumerate(self.actors)]
-                    exchange = [p[0] for p in pairs]
+                    rounds = [a.advance.options(num_returns=1 + outputs).remote(saves, *self._inputs(exchange, j))
+                              for j, a in enumerate(self.actors)]
+                    exchange = [r[1:] for r in rounds]
                     if measured is not None:
-                        pending.append((measured, [p[1] for p in pairs], saves))
+                        pending.append((measured, [r[0] for r in rounds], saves))
                     while len(pending) > self.ahead and not done:
                         done = collect()
                     if done:
@@ -541,10 +582,27 @@ class ShardedRun:
             decision_log={k: [v for cols in logs for v in cols[k]] for k in logs[0]} if logs else None,
         )
 
+    def _inputs(self, exchange: list, j: int) -> list:
+        """Shard ``j``'s inputs for a round: each other shard's output for it (its one output
+        when the state is replicated, its j-th when partitioned), None in ``j``'s own place."""
+        if exchange[0] is None:
+            return [None] * self.k
+        pick = j if self.partitioned else 0
+        return [None if i == j else out[pick] for i, out in enumerate(exchange)]
+
     def bytes_per_step(self) -> int:
-        """Bytes all shards together put into the object store per step for the exchange
-        (8 per value; each shard then reads the K - 1 slices it does not own)."""
-        return int(8 * self.n * sum(self._write_sizes)) if self.k > 1 else 0
+        """Bytes the shards take in from each other per step, all together (8 per value): every
+        other shard's owned slices when replicated; halos, and the metrics' attributes for shard 0,
+        when partitioned."""
+        import ray
+
+        return int(sum(ray.get([a.exchange_bytes.remote() for a in self.actors])))
+
+    def build_usage(self) -> dict[str, float] | None:
+        """The network builder's seconds and peak resident memory (partitioned runs only)."""
+        import ray
+
+        return ray.get(self._build_stats_ref) if self._build_stats_ref is not None else None
 
     def usage(self) -> list[dict[str, float]]:
         """Per shard: CPU seconds so far and peak resident memory (bytes)."""
@@ -561,10 +619,17 @@ class ShardedRun:
                 ray.kill(a, no_restart=True)
 
 
-def _others(refs: list, j: int) -> list:
-    """The other shards' slices for shard ``j``, in shard order (None in its own place: a shard
-    never reads back what it sent)."""
-    return [None if i == j else r for i, r in enumerate(refs)]
+def _cut_network(spec_data: dict[str, Any], params: dict[str, float] | None, seed: int, population: int | None,
+                 bounds: list[tuple[int, int]]) -> tuple:
+    """The Ray task that builds a partitioned run's network: one piece per shard, then its own
+    cost (seconds, peak resident memory)."""
+    from simulator.alloc import keep_freed_memory
+    from simulator.partitioned import cut_network
+
+    t0 = time.perf_counter()
+    keep_freed_memory()
+    pieces = cut_network(compile_scenario(ScenarioSpec.model_validate(spec_data)), params, seed, population, bounds)
+    return (*pieces, {"seconds": time.perf_counter() - t0, "peak_rss": ShardWorker.usage(None)["peak_rss"]})
 
 
 def _user_error(exc: Exception) -> Exception:

@@ -20,6 +20,8 @@ from simulator.catalog import load_scenario
 from simulator.compile import compile_scenario
 from simulator.engine import Simulation
 from simulator.experiment import Condition, Experiment
+from simulator.spec import ScenarioSpec
+from simulator.partitioned import expected_local_share, partition_blocker
 from simulator.shard import (
     ShardedRun,
     partition,
@@ -229,3 +231,94 @@ def test_neighbor_sums_over_a_shards_id_range_equal_the_whole_arrays_bit_for_bit
         whole = space.neighbor_reduce(x, op)
         for rows in (np.arange(500, 1500), np.arange(0, 2000, 2), np.array([7, 3, 9])):
             assert np.array_equal(space.neighbor_reduce(x, op, rows), whole[rows], equal_nan=True)
+
+
+# -- partitioned state: each shard holds its own agents and their neighbors ----------------------
+
+LATTICE = {"kind": "network", "network": "lattice", "neighborhood": "moore", "torus": True}
+
+
+def _variant(name: str, **changes) -> dict:
+    data = load_scenario(name).model_dump(mode="json", by_alias=True, exclude_none=True)
+    data.update(changes)
+    return data
+
+
+PARTITIONABLE = {
+    "info_sharing": _variant("info_sharing"),
+    "sir_no_stop": _variant("sir_network", stop={"max_steps": 8}),  # transitions, categories
+    "sir_lattice": _variant("sir_network", stop={"max_steps": 8}, space=LATTICE),
+    "voting_lattice": _variant("voting", space=LATTICE),  # a decide rule with a record, activation draws
+    "voting_small_world": _variant("voting", space={"kind": "network", "network": "watts_strogatz", "k": 4,
+                                                    "rewire": 0.1}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PARTITIONABLE))
+def test_partitioned_run_matches_single_process(pool, name):
+    data = PARTITIONABLE[name]
+    spec = ScenarioSpec.model_validate(data)
+    assert partition_blocker(compile_scenario(spec)) is None
+    single = Simulation(compile_scenario(spec), None, SEED, population=AGENTS, max_steps=8).run()
+    for k in (2, 3, 4):
+        run = ShardedRun(data, None, SEED, shards=k, population=AGENTS, max_steps=8, actors=pool, state="partitioned")
+        try:
+            result = run.run()
+        finally:
+            run.shutdown()
+        assert run.partitioned and _same(single, result), f"{name}: {k} partitioned shards differ from one process"
+
+
+def test_partitioned_shards_exchange_halos_not_everything(pool):
+    data = PARTITIONABLE["sir_lattice"]
+    sizes = {}
+    for state in ("partitioned", "replicated"):
+        run = ShardedRun(data, None, SEED, shards=4, population=400, max_steps=2, actors=pool, state=state)
+        try:
+            sizes[state] = run.bytes_per_step()
+        finally:
+            run.shutdown()
+    # Replicated: every shard takes in the other 3/4 of `state` (8 bytes a value) every step.
+    assert sizes["replicated"] == 8 * 400 * 3
+    # Partitioned: halos (a lattice's edge rows) plus the metrics' attribute for shard 0.
+    assert sizes["partitioned"] < 0.6 * sizes["replicated"]
+
+
+def test_auto_partitions_where_a_shard_would_hold_a_small_share():
+    lattice = compile_scenario(ScenarioSpec.model_validate(PARTITIONABLE["sir_lattice"]))
+    dense = compile_scenario(ScenarioSpec.model_validate(PARTITIONABLE["sir_no_stop"]))
+    assert expected_local_share(lattice, None, 10**6, 2) == pytest.approx(0.5)
+    assert expected_local_share(dense, None, 10**6, 2) > 0.9  # Erdős–Rényi: nearly everyone is a neighbor's
+    assert expected_local_share(dense, None, 10**6, 64) < 0.2
+    assert "stop condition" in partition_blocker(compile_scenario(load_scenario("sir_network")))
+    assert "grid" in partition_blocker(compile_scenario(load_scenario("schelling")))
+    assert "aggregate" in partition_blocker(compile_scenario(load_scenario("public_goods"))) or \
+        "pairs" in partition_blocker(compile_scenario(load_scenario("public_goods")))
+
+
+def test_asking_for_partitioned_state_where_it_cannot_be_is_a_one_line_error(pool):
+    with pytest.raises(SocietasError, match="cannot run with partitioned state: space 'grid'") as info:
+        ShardedRun(load_scenario("schelling"), None, SEED, shards=2, population=AGENTS, actors=pool,
+                   state="partitioned")
+    assert "\n" not in str(info.value)
+
+
+def test_killed_partitioned_shard_resumes_from_checkpoint_to_same_result(ray_local):
+    data = PARTITIONABLE["voting_lattice"]
+    spec = ScenarioSpec.model_validate(data)
+    single = Simulation(compile_scenario(spec), None, SEED, population=AGENTS, max_steps=8).run()
+    run = ShardedRun(data, None, SEED, shards=2, population=AGENTS, max_steps=8, checkpoint_every=2,
+                     state="partitioned")
+    killed = []
+
+    def kill_once(step: int, total: int) -> None:
+        if step == 5 and not killed:
+            ray_local.kill(run.actors[1], no_restart=False)
+            killed.append(step)
+
+    try:
+        result = run.run(on_step=kill_once)
+    finally:
+        run.shutdown()
+    assert killed and run.restarts == 1 and run.partitioned
+    assert _same(single, result)

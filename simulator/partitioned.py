@@ -1,0 +1,358 @@
+"""A shard that holds only its own agents and their neighbors (halo), not the whole population.
+
+Why: in the replicated mode (`simulator.shard.ShardSimulation`) every shard keeps the whole state,
+so sharding divides the work but not the memory, and every write goes to every shard. Where a
+step only ever looks past an agent's own row through its network neighbors, a shard needs no
+more than its own rows plus the rows of their neighbors owned elsewhere; after each phase it
+receives just those rows (the halo) for the attributes that neighbor functions read. Metrics and
+the stop condition look at everyone, so shard 0 also keeps whole-population copies of the
+attributes they read (and only those), and measures there.
+
+Why it is exact. Rows are numbered locally in the order of their global ids, so each owned row's
+neighbor list keeps its global order: sums and random picks see the same values in the same
+order. Draws are keyed by global id (`ids_of`). The network is built from the seed exactly as in
+one process, then cut down to the owned rows.
+
+`partition_blocker` says which scenarios qualify; the others run replicated.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import math
+
+import numpy as np
+
+from simulator.compile import QUANTITY_FIELDS, CompiledScenario
+from simulator.engine import RULE_INIT, Simulation, _Ctx, _ParamsCtx, _scalar
+from simulator.space import NetworkSpace
+
+LOCAL_RULES = ("update", "transition", "decide")
+
+
+def partition_blocker(compiled: CompiledScenario, has_policy: bool = False) -> str | None:
+    """Why this scenario needs every agent on every shard, or None when a halo is enough."""
+    from simulator.shard import _rule_exprs
+
+    if has_policy:
+        return "LLM agents may look at any agent"
+    if compiled.spec.space.kind != "network":
+        return f"space {compiled.spec.space.kind!r}: only a network bounds who reads whom"
+    if compiled.stop_when is not None:
+        return "a stop condition (every shard would have to see it before its next step)"
+    for rule in compiled.rules:
+        if rule.kind not in LOCAL_RULES:
+            return f"rule {rule.name!r} ({rule.kind}) pairs or places agents across the population"
+        if any(e.uses_aggregates or e.reads_other for e in _rule_exprs(rule)):
+            return f"rule {rule.name!r} reads a population aggregate"
+    for name, e in compiled.env:
+        if e.uses_aggregates or e.uses_neighbors:
+            return f"environment {name!r} reads the population"
+    for t in compiled.types:
+        if any(e.uses_aggregates or e.uses_neighbors for _, e in t.init):
+            return f"agent type {t.name!r} starts from population values"
+    for name, e in compiled.metrics:
+        if e.uses_neighbors or "largest_region" in e.source:
+            return f"metric {name!r} needs the network"
+    return None
+
+
+PARTITION_BELOW = 0.5  # `auto` partitions when a shard would hold at most this share of everyone
+
+
+def expected_local_share(compiled: CompiledScenario, params: dict[str, float] | None, n: int, k: int) -> float:
+    """About what share of the population one of ``k`` partitioned shards would hold (its own
+    agents plus their neighbors elsewhere), from the network's kind alone, before building it.
+
+    Links to random agents ("far" links, mean ``d`` per agent) put an agent of another shard in
+    this shard's halo with probability about 1 - exp(-d / k); lattices, rings and the blocks of a
+    block model link agents with nearby ids, which contiguous id ranges keep together.
+    """
+    space = compiled.spec.space
+    pctx = _ParamsCtx({**compiled.spec.parameter_defaults(), **(params or {})})
+    q = {f: _scalar(compiled.space[f], pctx) for f in QUANTITY_FIELDS}
+    far = {
+        "erdos_renyi": lambda: q["mean_degree"],
+        "barabasi_albert": lambda: 2 * q["m"],
+        "watts_strogatz": lambda: q["rewire"] * q["k"],
+        "stochastic_block": lambda: q["p_out"] * n,
+        "lattice": lambda: 0.0,
+    }.get(space.network, lambda: float(n))()
+    return min(1.0, 1 / k + (1 - 1 / k) * (1 - math.exp(-far / k)))
+
+
+def neighbor_read(compiled: CompiledScenario) -> frozenset[str]:
+    """Attributes read through neighbor functions: what a halo carries."""
+    from simulator.shard import _rule_exprs
+
+    out: set[str] = set()
+    for rule in compiled.rules:
+        for e in _rule_exprs(rule):
+            out |= e.reads_all
+    return frozenset(out)
+
+
+def population_read(compiled: CompiledScenario) -> frozenset[str]:
+    """Attributes the metrics read: what shard 0 keeps for the whole population."""
+    out: set[str] = set()
+    for _, e in compiled.metrics:
+        out |= e.reads_self | e.reads_all
+    return frozenset(out)
+
+
+class _Population(Simulation):
+    """Whole-population copies of the attributes the metrics read (shard 0 only)."""
+
+    def __init__(self, compiled: CompiledScenario, params: dict[str, float], seed: int,
+                 type_counts: list[int], keep: frozenset[str]) -> None:
+        self.c, self.spec, self.seed = compiled, compiled.spec, int(seed)
+        self.params, self.env, self.env_overrides = dict(params), {}, {}
+        self.step_no, self.version, self._memo, self._spans = 0, 0, {}, {}
+        self.policy = None
+        self.type_counts = list(type_counts)
+        self.n = int(sum(type_counts))
+        self.all_ids = np.arange(self.n, dtype=np.int64)
+        bounds = np.cumsum([0, *self.type_counts])
+        self.type_slices = [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
+        self.type_code = np.repeat(np.arange(len(self.type_counts), dtype=np.int64), self.type_counts)
+        self.space = None
+        self.attrs = {}
+        self._init_attributes()  # the same draws as everywhere: keyed by agent id
+        self.attrs = {x: a for x, a in self.attrs.items() if x in keep or x in ("id", "index", "type")}
+
+
+def cut_network(compiled: CompiledScenario, params: dict[str, float] | None, seed: int,
+                population: int | None, bounds: list[tuple[int, int]]) -> list[dict[str, Any]]:
+    """Build the run's network once, from the seed, and cut it into one piece per shard.
+
+    A piece holds a shard's rows in local numbering (its halo below and above its own ids, all
+    in global id order, so each neighbor list keeps its order), its neighbor lists, and who sends
+    it which rows. Built once (as a Ray task, `simulator.shard.ShardedRun`), so that no shard
+    ever holds the whole network.
+    """
+    shell = Simulation.__new__(Simulation)
+    shell.c, shell.spec, shell.seed = compiled, compiled.spec, int(seed)
+    shell.params = {**compiled.spec.parameter_defaults(), **(params or {})}
+    pctx = _ParamsCtx(shell.params)
+    n_total = population if population is not None else _scalar(compiled.population, pctx)
+    shell.n = n = int(sum(shell._type_counts(int(round(n_total)), pctx)))
+    shell._check_memory(pctx)
+    whole = shell._build_space(pctx)
+    indptr, indices, _ = whole._lists()
+    needs = []  # per shard: the ids outside its range that its rows have as neighbors
+    mark = np.zeros(n, dtype=bool)
+    for lo, hi in bounds:
+        mark[:] = False
+        mark[indices[indptr[lo]:indptr[hi]]] = True
+        mark[lo:hi] = False
+        needs.append(np.flatnonzero(mark))
+    del mark
+    local_of = np.empty(n, dtype=indices.dtype)  # global id -> local row, refilled per shard
+    pieces = []
+    for i, (lo, hi) in enumerate(bounds):
+        halo = needs[i]
+        before = int(np.searchsorted(halo, lo))
+        ids = np.concatenate((halo[:before], np.arange(lo, hi), halo[before:])).astype(np.int64)
+        m, own_stop = ids.size, before + hi - lo
+        start, stop = int(indptr[lo]), int(indptr[hi])
+        local_of[ids] = np.arange(m, dtype=local_of.dtype)
+        local_indices = local_of[indices[start:stop]]
+        local_indptr = np.empty(m + 1, dtype=np.int64)
+        local_indptr[: before + 1] = 0
+        local_indptr[before + 1 : own_stop + 1] = indptr[lo + 1 : hi + 1] - start
+        local_indptr[own_stop + 1 :] = stop - start
+        recv = [None if j == i else tuple(int(x) for x in np.searchsorted(ids, [lo_j, hi_j]))
+                for j, (lo_j, hi_j) in enumerate(bounds)]
+        pieces.append({
+            "ids": ids, "own": (before, own_stop), "indptr": local_indptr, "indices": local_indices,
+            # To shard x: my rows among its halo, as local positions.
+            "send": [None if x == i else before + (h[(h >= lo) & (h < hi)] - lo) for x, h in enumerate(needs)],
+            # From shard j: my halo rows it owns (a run of local rows).
+            "recv": recv,
+        })
+    return pieces
+
+
+class LocalShard(Simulation):
+    """Shard ``index`` of ``len(bounds)``: its own agents (ids ``bounds[index]``) and their neighbors,
+    from its piece of the network (`cut_network`)."""
+
+    def __init__(self, compiled: CompiledScenario, params: dict[str, float] | None, seed: int, *,
+                 population: int | None, max_steps: int | None, bounds: list[tuple[int, int]], index: int,
+                 piece: dict[str, Any]) -> None:
+        self.c, self.spec, self.seed = compiled, compiled.spec, int(seed)
+        self.params = {**self.spec.parameter_defaults(), **(params or {})}
+        self.policy = None
+        self.max_steps = int(max_steps or self.spec.stop.max_steps)
+        self.step_no = 0
+        self.env: dict[str, float] = {"step": 0.0, "n_agents": 0.0}
+        self.env_overrides: dict[str, float] = {}
+        self.decisions = {"fallback": 0, "llm": 0}
+        self.version, self._memo, self._spans = 0, {}, {}
+        self.bounds, self.index = bounds, index
+        self.lo, self.hi = bounds[index]
+
+        pctx = _ParamsCtx(self.params)
+        n_total = population if population is not None else _scalar(compiled.population, pctx)
+        self.type_counts = self._type_counts(int(round(n_total)), pctx)
+        self.n_total = int(sum(self.type_counts))
+        self.env["n_agents"] = float(self.n_total)
+        self._take(piece)
+
+        self.halo_attrs = neighbor_read(compiled)
+        self.metric_attrs = population_read(compiled)
+        self._rule_rows = [self._own_rows_of(r.types) for r in compiled.rules]
+        for rows in self._rule_rows:
+            self.register_span(rows)
+        self._partner_mask = [None] * len(compiled.rules)
+        self.attrs: dict[str, np.ndarray] = {}
+        self._init_attributes()
+        self.everyone = (_Population(compiled, self.params, seed, self.type_counts, self.metric_attrs)
+                         if index == 0 else None)
+
+    # --- set-up -------------------------------------------------------------------------
+    def _take(self, piece: dict[str, Any]) -> None:
+        # Copies: a piece read from the object store is read-only and would stay pinned there.
+        self.all_ids = np.array(piece["ids"], dtype=np.int64)
+        self.n = m = self.all_ids.size
+        self.own = slice(*piece["own"])
+        self.space = NetworkSpace.from_lists(np.array(piece["indptr"]), np.array(piece["indices"]))
+        bounds = np.cumsum([0, *self.type_counts])
+        cuts = np.searchsorted(self.all_ids, bounds)
+        self.type_slices = [slice(int(a), int(b)) for a, b in zip(cuts[:-1], cuts[1:])]
+        self.type_code = np.repeat(np.arange(len(self.type_counts), dtype=np.int64), np.diff(cuts))
+        self.type_start = bounds[:-1]
+        self.send_rows = [None if r is None else np.array(r) for r in piece["send"]]
+        self.recv_rows = [None if r is None else slice(*r) for r in piece["recv"]]
+        # Where my halo rows sit in their owners' ranges (to read them out of a whole slice).
+        self.recv_offsets = [None if r is None else self.all_ids[r] - lo
+                             for r, (lo, _) in zip(self.recv_rows, self.bounds)]
+        self.halo_sizes = [0 if r is None else r.size for r in self.send_rows]
+        assert m == self.type_code.size
+
+    def _own_rows_of(self, types: tuple[int, ...] | None) -> np.ndarray:
+        slices = self.type_slices if types is None else [self.type_slices[t] for t in types]
+        parts = [np.arange(max(s.start, self.own.start), min(s.stop, self.own.stop)) for s in slices]
+        return np.concatenate(parts).astype(np.int64) if parts else np.empty(0, dtype=np.int64)
+
+    def _init_attributes(self) -> None:
+        self.attrs["id"] = self.all_ids
+        self.attrs["index"] = self.all_ids - self.type_start[self.type_code]
+        self.attrs["type"] = self.type_code
+        for name, cats in self.c.attributes.items():
+            if name not in self.attrs:
+                self.attrs[name] = (np.full(self.n, -1, dtype=np.int64) if cats
+                                    else np.full(self.n, np.nan, dtype=np.float64))
+        for t, sl in zip(self.c.types, self.type_slices):
+            rows = np.arange(sl.start, sl.stop)
+            if len(rows) == 0:
+                continue
+            ctx = _Ctx(self, rows, None, RULE_INIT)
+            for name, expr in t.init:
+                self._assign(name, rows, expr(ctx))
+
+    def ids_of(self, rows: np.ndarray) -> np.ndarray:
+        span = self.span_of(rows)
+        return self.all_ids[span] if span is not None else self.all_ids[rows]
+
+    # --- a round ------------------------------------------------------------------------
+    def apply_rules(self, indices: list[int]) -> None:
+        for i in indices:
+            self._apply_rule(self.c.rules[i], self._rule_rows[i])
+
+    def outgoing(self, names: list[str]) -> list[dict[str, Any] | None]:
+        """Per shard: my rows of its halo for the attributes neighbors read; to shard 0 also my
+        whole slice of the attributes the metrics read (which then covers its halo too)."""
+        halo = [x for x in names if x in self.halo_attrs]
+        whole = [x for x in names if x in self.metric_attrs]
+        out: list[dict[str, Any] | None] = []
+        for i, rows in enumerate(self.send_rows):
+            if rows is None:
+                out.append(None)
+                continue
+            part: dict[str, Any] = {}
+            if i == 0 and whole:
+                part["whole"] = {x: self.attrs[x][self.own] for x in whole}
+            sent = set(part.get("whole", ()))
+            if halo:
+                part["halo"] = {x: self.attrs[x][rows] for x in halo if x not in sent}
+            out.append(part)
+        return out
+
+    def receive(self, incoming: tuple[dict[str, Any] | None, ...]) -> None:
+        wrote = False
+        for j, part in enumerate(incoming):
+            if j == self.index or not part:
+                continue
+            for x, values in part.get("halo", {}).items():
+                self.attrs[x][self.recv_rows[j]] = values
+                wrote = True
+            for x, values in part.get("whole", {}).items():
+                lo, hi = self.bounds[j]
+                self.everyone.attrs[x][lo:hi] = values
+                if x in self.halo_attrs:
+                    self.attrs[x][self.recv_rows[j]] = values[self.recv_offsets[j]]
+                wrote = True
+        if wrote:
+            self.touch()
+
+    def exchange_bytes(self, writes: list[list[str]]) -> int:
+        """Bytes of this shard's writes that other shards take in per step (8 per value)."""
+        total = 0
+        for names in writes:
+            halo = [x for x in names if x in self.halo_attrs]
+            whole = [x for x in names if x in self.metric_attrs]
+            for i, size in enumerate(self.halo_sizes):
+                if i == self.index:
+                    continue
+                sent = len(whole) * (self.hi - self.lo) if i == 0 else 0
+                total += sent + size * len([x for x in halo if not (i == 0 and x in whole)])
+        return 8 * total
+
+    # --- observation --------------------------------------------------------------------
+    def measure(self) -> np.ndarray:
+        """All metrics, on shard 0 (the only one holding the whole population's attributes)."""
+        pop = self.everyone
+        if pop is None:
+            return np.empty(0, dtype=np.float64)
+        for x in pop.attrs:
+            if x in self.metric_attrs:
+                pop.attrs[x][self.lo:self.hi] = self.attrs[x][self.own]
+        pop.step_no, pop.params, pop.env = self.step_no, dict(self.params), dict(self.env)
+        pop.touch()
+        return Simulation.measure(pop)
+
+    measure_share = measure
+
+    def should_stop(self) -> bool:
+        return False  # scenarios with a stop condition run replicated (`partition_blocker`)
+
+    # --- checkpoints --------------------------------------------------------------------
+    def checkpoint(self) -> dict[str, Any]:
+        state: dict[str, Any] = {
+            "attrs": {x: a[self.own].copy() for x, a in self.attrs.items() if x not in ("id", "index", "type")},
+            "decisions": dict(self.decisions),
+        }
+        if self.index == 0:
+            state.update(step_no=self.step_no, params=dict(self.params), env=dict(self.env),
+                         env_overrides=dict(self.env_overrides))
+        return state
+
+    def restore(self, states: tuple[dict[str, Any], ...]) -> None:
+        shared = states[0]
+        self.step_no = shared["step_no"]
+        self.params = dict(shared["params"])
+        self.env = dict(shared["env"])
+        self.env_overrides = dict(shared["env_overrides"])
+        self.decisions = dict(states[self.index]["decisions"])
+        for j, state in enumerate(states):
+            for x, values in state["attrs"].items():
+                if j == self.index:
+                    self.attrs[x][self.own] = values
+                else:
+                    self.attrs[x][self.recv_rows[j]] = values[self.recv_offsets[j]]
+                if self.everyone is not None and x in self.everyone.attrs:
+                    lo, hi = self.bounds[j]
+                    self.everyone.attrs[x][lo:hi] = values
+        self.touch()
