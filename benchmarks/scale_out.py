@@ -77,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ladder", default="1e6,2e6,5e6,1e7", help="agent counts to try with 2 shards")
     ap.add_argument("--mean-degree", type=float, default=10.0)
     ap.add_argument("--quick", action="store_true", help="ladder 1M, 2M only")
+    ap.add_argument("--network", default="erdos_renyi", choices=("erdos_renyi", "lattice"),
+                    help="the workload's network (the issue's target is Erdős–Rényi)")
     ap.add_argument("--state", default="auto", choices=("auto", "partitioned", "replicated"),
                     help="shard state: each shard its agents and their neighbors, or everyone (auto: "
                          "partitioned where the scenario allows)")
@@ -87,8 +89,13 @@ def main(argv: list[str] | None = None) -> int:
 
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, configure_logging=False)
     spec = network_spec(args.mean_degree)
+    if args.network == "lattice":  # neighbors with nearby ids: contiguous shards share only their edges
+        spec = spec.model_copy(update={"space": spec.space.model_copy(update={
+            "network": "lattice", "neighborhood": "moore", "torus": True})})
     n = int(args.agents)
-    print(f"Scale out: voter + DeGroot on Erdős–Rényi, mean degree {args.mean_degree:g}; "
+    where = (f"Erdős–Rényi, mean degree {args.mean_degree:g}" if args.network == "erdos_renyi"
+             else "a Moore lattice (torus, degree 8)")
+    print(f"Scale out: voter + DeGroot on {where}; "
           f"one run split over Ray shard actors")
     print(machine_line())
     print(f"at start: {load_line()}")

@@ -26,6 +26,11 @@ AGENTS_MODE_HELP = ("How agents with `decision: llm` choose: llm (a language mod
                     "auto (llm when the estimated LLM calls fit --llm-budget).")
 SHARDS_HELP = ("Split each run over this many Ray actors (same results, bit for bit); default: only runs "
                "above 2,000,000 agents are split.")
+SHARD_STATE_OPTION = typer.Option(
+    "auto", "--shard-state",
+    help="What each shard holds: 'partitioned' (its agents and their network neighbors: less memory, halo "
+         "exchange; networks with neighbor-only rules and no stop condition), 'replicated' (everyone), or "
+         "'auto' (partitioned when a shard would hold at most half the agents).")
 LLM_BUDGET_HELP = "auto mode: the most LLM calls (distinct prompts after grouping, estimated by a pilot) to allow."
 # The LLM-agent options of `scenarios run` and `simulate`, declared once for both.
 AGENTS_MODE_OPTION = typer.Option("auto", "--agents-mode", help=AGENTS_MODE_HELP)
@@ -110,6 +115,7 @@ def run_cmd(
                                               help="Join this Ray cluster instead of starting a local one."),
     local: bool = typer.Option(False, "--local", help="Run in this process, without Ray (debugging)."),
     shards: Optional[int] = typer.Option(None, "--shards", min=1, help=SHARDS_HELP),
+    shard_state: str = SHARD_STATE_OPTION,
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     agents_mode: str = AGENTS_MODE_OPTION,
     llm_budget: int = LLM_BUDGET_OPTION,
@@ -122,7 +128,7 @@ def run_cmd(
 
     setup = agents_setup(agents_mode, llm_budget, llm, model_path, llm_concurrency)
     _run_spec(load_scenario(name), param, sweep, agents, steps, seeds, out, ray_address, local, as_json, setup,
-              shards)
+              shards, shard_state)
 
 
 def simulate_cmd(
@@ -137,6 +143,7 @@ def simulate_cmd(
                                               help="Join this Ray cluster instead of starting a local one."),
     local: bool = typer.Option(False, "--local", help="Run in this process, without Ray (debugging)."),
     shards: Optional[int] = typer.Option(None, "--shards", min=1, help=SHARDS_HELP),
+    shard_state: str = SHARD_STATE_OPTION,
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     agents_mode: str = AGENTS_MODE_OPTION,
     llm_budget: int = LLM_BUDGET_OPTION,
@@ -148,7 +155,7 @@ def simulate_cmd(
 
     setup = agents_setup(agents_mode, llm_budget, llm, model_path, llm_concurrency)
     _run_spec(load_spec(spec_path), param, sweep, agents, steps, seeds, out, ray_address, local, as_json, setup,
-              shards)
+              shards, shard_state)
 
 
 def agents_setup(mode: str, budget: int, llm: str | None, model_path: Path | None,
@@ -180,7 +187,7 @@ def parse_sweep(text: str, spec) -> tuple[str, list[float]]:
 
 
 def _run_spec(spec, param, sweep, agents, steps, seeds, out, ray_address, local, as_json, agents_how=None,
-              shards=None) -> None:
+              shards=None, shard_state="auto") -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from simulator.compile import compile_scenario
@@ -190,6 +197,8 @@ def _run_spec(spec, param, sweep, agents, steps, seeds, out, ray_address, local,
     from societas.runs import RunFolder, atomic_write_json, base_manifest
 
     compile_scenario(spec)
+    if shard_state not in ("auto", "partitioned", "replicated"):
+        raise SocietasError(f"unknown --shard-state {shard_state!r}", hint="use auto, partitioned or replicated")
     fixed = parse_param_overrides(param, spec)
     if sweep:
         key, values = parse_sweep(sweep, spec)
@@ -219,7 +228,7 @@ def _run_spec(spec, param, sweep, agents, steps, seeds, out, ray_address, local,
 
         try:
             result = simulate(experiment, folder.path, ray_address=ray_address, progress=progress,
-                              use_ray=not local, agents=agents_how, shards=shards)
+                              use_ray=not local, agents=agents_how, shards=shards, shard_state=shard_state)
         except BaseException as exc:  # the folder must not look complete
             folder.update_manifest(status="failed", error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
             raise
@@ -230,6 +239,8 @@ def _run_spec(spec, param, sweep, agents, steps, seeds, out, ray_address, local,
         typer.echo(json.dumps({"out": str(folder.path), **result.summary(), "summary": summary}, indent=2))
         return
     _print_summary(summary, spec.name, folder.path)
+    if result.sharding is not None:
+        Console().print(f"each run split over {result.sharding['shards']} shards; state: {result.sharding['state']}")
     if result.agents is not None:
         Console().print(f"agents: {result.agents.used} ({result.agents.reason})")
 

@@ -73,6 +73,7 @@ class RunResult:
     stopped_early: bool = False
     decisions: dict[str, int] = field(default_factory=dict)
     decision_log: dict[str, list] | None = None  # LLM decisions, one entry per agent (llm_agents.DecisionLog)
+    shard_state: str | None = None  # a sharded run: what each shard held (`simulator.shard.ShardedRun`)
 
     def final(self) -> dict[str, float]:
         return dict(zip(self.metric_names, map(float, self.values[-1])))

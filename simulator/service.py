@@ -46,6 +46,7 @@ class SimulationResult:
     agents: AgentsChoice | None = None
     decisions: pd.DataFrame | None = field(default=None, repr=False)  # the LLM decision log
     decisions_path: Path | None = None
+    sharding: dict[str, Any] | None = None  # shards per run and their state, when runs were split
 
     def summary(self) -> dict[str, Any]:
         out = {
@@ -54,6 +55,8 @@ class SimulationResult:
             "n_runs": self.n_runs,
             "wall_seconds": round(self.wall_seconds, 3),
         }
+        if self.sharding is not None:
+            out["sharding"] = self.sharding
         if self.agents is not None:
             out["agents"] = agents_summary(self.agents, self.final)
             out["decisions_path"] = str(self.decisions_path) if self.decisions_path else None
@@ -165,13 +168,14 @@ def simulate(
     use_ray: bool = True,
     agents: AgentsSetup | None = None,
     shards: int | None = None,
+    shard_state: str = "auto",
 ) -> SimulationResult:
     """Run every (condition, seed) of the experiment and write the data to `out_dir`.
 
     `agents` says how `decide` rules of LLM agent types are answered (`--agents-mode`); None
     keeps every agent on the rules' fallback and records no choice. `shards` splits each run
     over that many Ray actors (`simulator.shard`; same results); None shards only runs above
-    `shard.SHARD_THRESHOLD` agents.
+    `shard.SHARD_THRESHOLD` agents. `shard_state`: what each shard holds (`ShardedRun`'s `state`).
     """
     compiled = compile_scenario(experiment.scenario)  # fail fast, in the driver, on a bad spec
     spec_data = experiment.scenario.model_dump(mode="json", by_alias=True)
@@ -179,12 +183,14 @@ def simulate(
     choice, setup = _agents_for(agents, experiment, compiled, out_dir)
     t0 = time.perf_counter()
     results: list[tuple[Condition, RunResult]] = []
+    sharding = None
     if use_ray:
         ensure_ray(ray_address)
     k = shard_count(compiled, experiment, shards, use_ray)
     if k > 1:
         factory = functools.partial(LLMDecisions.open, setup) if setup is not None else None
-        results = run_all_sharded(spec_data, runs, experiment, k, factory, progress)
+        results, state = run_all_sharded(spec_data, runs, experiment, k, factory, progress, shard_state)
+        sharding = {"shards": k, "state": state}
     elif use_ray:
         import ray
 
@@ -224,7 +230,7 @@ def simulate(
         if choice is not None:
             decisions_path = write_agents(Path(out_dir), agents_summary(choice, final), decisions)
     return SimulationResult(metrics_path, final_path, len(results), wall, final, metrics, choice, decisions,
-                            decisions_path)
+                            decisions_path, sharding)
 
 
 def _agents_for(agents: AgentsSetup | None, experiment: Experiment, compiled: Any,

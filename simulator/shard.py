@@ -412,7 +412,7 @@ class ShardedRun:
                  ahead: int = 2, state: str = "auto") -> None:
         import ray
 
-        from simulator.partitioned import PARTITION_BELOW, expected_local_share, partition_blocker
+        from simulator.partitioned import PARTITION_HALO_BELOW, expected_halo_share, partition_blocker
 
         if not ray.is_initialized():
             from simulator.service import ensure_ray
@@ -438,11 +438,12 @@ class ShardedRun:
                                 hint="use the replicated state (the default picks it by itself)")
         if state not in ("auto", "partitioned", "replicated"):
             raise ValueError(f"state must be auto, partitioned or replicated, not {state!r}")
-        share = expected_local_share(compiled, params, self.n, self.k) if blocker is None else 1.0
+        halo = expected_halo_share(compiled, params, self.n, self.k) if blocker is None else 1.0
         self.partitioned = self.k > 1 and blocker is None and (
-            state == "partitioned" or (state == "auto" and share <= PARTITION_BELOW))
-        self.state_note = ("partitioned" if self.partitioned else "replicated" + (
-            f" ({blocker})" if blocker else f" (a shard would hold ~{share:.0%} of the agents)" if state == "auto" else ""))
+            state == "partitioned" or (state == "auto" and halo <= PARTITION_HALO_BELOW))
+        self.state_note = "partitioned" if self.partitioned else "replicated" + (
+            f" ({blocker})" if blocker else
+            f" (a shard would mirror ~{halo:.0%} of the other shards' agents)" if state == "auto" else "")
         self._owns_actors = actors is None
         if actors is not None and len(actors) < self.k:
             raise ValueError(f"{self.k} shards need {self.k} actors, got {len(actors)}")
@@ -653,14 +654,16 @@ def agent_count(compiled: CompiledScenario, params: dict[str, float] | None, pop
 def run_sharded(spec: ScenarioSpec | dict[str, Any], params: dict[str, float] | None, seed: int, *,
                 shards: int, population: int | None = None, max_steps: int | None = None,
                 checkpoint_every: int = 10, policy_factory: Callable[[], DecisionPolicy] | None = None,
-                actors: list | None = None) -> RunResult:
+                actors: list | None = None, state: str = "auto") -> RunResult:
     """One run on ``shards`` Ray actors, bit-identical to `Simulation.run()` for the same seed."""
     run = ShardedRun(spec, params, seed, shards=shards, population=population, max_steps=max_steps,
-                     checkpoint_every=checkpoint_every, policy_factory=policy_factory, actors=actors)
+                     checkpoint_every=checkpoint_every, policy_factory=policy_factory, actors=actors, state=state)
     try:
-        return run.run()
+        result = run.run()
     finally:
         run.shutdown()
+    result.shard_state = run.state_note
+    return result
 
 
 def shard_count(compiled: CompiledScenario, experiment: Any, shards: int | None, use_ray: bool) -> int:
@@ -684,14 +687,17 @@ def shard_count(compiled: CompiledScenario, experiment: Any, shards: int | None,
 
 def run_all_sharded(spec_data: dict[str, Any], runs: list, experiment: Any, shards: int,
                     policy_factory: Callable[[], DecisionPolicy] | None,
-                    progress: Callable[[int, int, str], None] | None) -> list:
-    """Every (condition, seed) of an experiment, one sharded run after another (each uses the cluster)."""
-    results = []
+                    progress: Callable[[int, int, str], None] | None, state: str = "auto") -> tuple[list, str]:
+    """Every (condition, seed) of an experiment, one sharded run after another (each uses the
+    cluster); returns the results and what the shards held (the first run's; all runs share a spec)."""
+    results, note = [], ""
     for cond, seed in runs:
         n = agent_count(compile_scenario(ScenarioSpec.model_validate(spec_data)), cond.params, experiment.population)
         res = run_sharded(spec_data, cond.params, seed, shards=min(shards, n), population=experiment.population,
-                          max_steps=experiment.steps, policy_factory=policy_factory)
+                          max_steps=experiment.steps, policy_factory=policy_factory, state=state)
+        note = note or res.shard_state
         results.append((cond, res))
         if progress:
             progress(len(results), len(runs), f"{cond.name} seed {seed} ({shards} shards)")
-    return results
+    log.info("sharded runs: %d shards each, state %s", shards, note)
+    return results, note

@@ -21,7 +21,7 @@ from simulator.compile import compile_scenario
 from simulator.engine import Simulation
 from simulator.experiment import Condition, Experiment
 from simulator.spec import ScenarioSpec
-from simulator.partitioned import expected_local_share, partition_blocker
+from simulator.partitioned import PARTITION_HALO_BELOW, expected_halo_share, partition_blocker
 from simulator.shard import (
     ShardedRun,
     partition,
@@ -164,6 +164,21 @@ def test_simulate_with_shards_writes_the_same_data(ray_local):
     pd.testing.assert_frame_equal(tasks.metrics, sharded.metrics)
     cols = [c for c in tasks.final.columns if c != "wall_seconds"]
     pd.testing.assert_frame_equal(tasks.final[cols], sharded.final[cols])
+    assert sharded.summary()["sharding"] == {"shards": 2, "state": "replicated (space 'grid': only a network "
+                                                                   "bounds who reads whom)"}
+    assert "sharding" not in tasks.summary()
+
+
+def test_simulate_with_partitioned_shards_writes_the_same_data(ray_local):
+    from simulator.service import simulate
+
+    spec = ScenarioSpec.model_validate(PARTITIONABLE["sir_lattice"])
+    exp = Experiment(scenario=spec, conditions=[Condition(name="default", params={})], seeds=[0, 1],
+                     population=AGENTS, steps=4)
+    tasks = simulate(exp, None)
+    sharded = simulate(exp, None, shards=3, shard_state="partitioned")
+    pd.testing.assert_frame_equal(tasks.metrics, sharded.metrics)
+    assert sharded.summary()["sharding"] == {"shards": 3, "state": "partitioned"}
 
 
 def _free_port() -> int:
@@ -284,16 +299,25 @@ def test_partitioned_shards_exchange_halos_not_everything(pool):
     assert sizes["partitioned"] < 0.6 * sizes["replicated"]
 
 
-def test_auto_partitions_where_a_shard_would_hold_a_small_share():
+def test_auto_partitions_where_a_shard_would_mirror_few_of_the_others():
     lattice = compile_scenario(ScenarioSpec.model_validate(PARTITIONABLE["sir_lattice"]))
-    dense = compile_scenario(ScenarioSpec.model_validate(PARTITIONABLE["sir_no_stop"]))
-    assert expected_local_share(lattice, None, 10**6, 2) == pytest.approx(0.5)
-    assert expected_local_share(dense, None, 10**6, 2) > 0.9  # Erdős–Rényi: nearly everyone is a neighbor's
-    assert expected_local_share(dense, None, 10**6, 64) < 0.2
+    dense = compile_scenario(ScenarioSpec.model_validate(PARTITIONABLE["sir_no_stop"]))  # Erdős–Rényi
+    assert expected_halo_share(lattice, None, 10**6, 2) == 0.0
+    assert expected_halo_share(dense, None, 10**6, 2) > 0.9 > PARTITION_HALO_BELOW  # nearly everyone
+    assert expected_halo_share(dense, None, 10**6, 64) < PARTITION_HALO_BELOW
     assert "stop condition" in partition_blocker(compile_scenario(load_scenario("sir_network")))
     assert "grid" in partition_blocker(compile_scenario(load_scenario("schelling")))
-    assert "aggregate" in partition_blocker(compile_scenario(load_scenario("public_goods"))) or \
-        "pairs" in partition_blocker(compile_scenario(load_scenario("public_goods")))
+    assert "interact" in partition_blocker(compile_scenario(load_scenario("public_goods")))
+
+
+def test_auto_state_follows_the_network(pool):
+    notes = {}
+    for name in ("sir_lattice", "sir_no_stop"):
+        run = ShardedRun(PARTITIONABLE[name], None, SEED, shards=2, population=AGENTS, max_steps=2, actors=pool)
+        notes[name] = run.state_note
+        run.shutdown()
+    assert notes["sir_lattice"] == "partitioned"
+    assert notes["sir_no_stop"].startswith("replicated (a shard would mirror ~")
 
 
 def test_asking_for_partitioned_state_where_it_cannot_be_is_a_one_line_error(pool):
