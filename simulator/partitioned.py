@@ -6,7 +6,9 @@ step only ever looks past an agent's own row through its network neighbors, a sh
 more than its own rows plus the rows of their neighbors owned elsewhere; after each phase it
 receives just those rows (the halo) for the attributes that neighbor functions read. Metrics and
 the stop condition look at everyone, so shard 0 also keeps whole-population copies of the
-attributes they read (and only those), and measures there.
+attributes they read (and only those), and measures and checks the stop condition there. The
+network is built once, by a Ray task, and cut into one piece per shard (`cut_network`), so no
+shard ever holds all of it.
 
 Why it is exact. Rows are numbered locally in the order of their global ids, so each owned row's
 neighbor list keeps its global order: sums and random picks see the same values in the same
@@ -40,8 +42,6 @@ def partition_blocker(compiled: CompiledScenario, has_policy: bool = False) -> s
         return "LLM agents may look at any agent"
     if compiled.spec.space.kind != "network":
         return f"space {compiled.spec.space.kind!r}: only a network bounds who reads whom"
-    if compiled.stop_when is not None:
-        return "a stop condition (every shard would have to see it before its next step)"
     for rule in compiled.rules:
         if rule.kind not in LOCAL_RULES:
             return f"rule {rule.name!r} ({rule.kind}) pairs or places agents across the population"
@@ -53,9 +53,9 @@ def partition_blocker(compiled: CompiledScenario, has_policy: bool = False) -> s
     for t in compiled.types:
         if any(e.uses_aggregates or e.uses_neighbors for _, e in t.init):
             return f"agent type {t.name!r} starts from population values"
-    for name, e in compiled.metrics:
-        if e.uses_neighbors or "largest_region" in e.source:
-            return f"metric {name!r} needs the network"
+    for name, e in [*compiled.metrics, ("stop.when", compiled.stop_when)]:
+        if e is not None and (e.uses_neighbors or "largest_region" in e.source):
+            return f"{'metric ' + repr(name) if name != 'stop.when' else 'the stop condition'} needs the network"
     return None
 
 
@@ -99,10 +99,11 @@ def neighbor_read(compiled: CompiledScenario) -> frozenset[str]:
 
 
 def population_read(compiled: CompiledScenario) -> frozenset[str]:
-    """Attributes the metrics read: what shard 0 keeps for the whole population."""
+    """Attributes the metrics and the stop condition read: what shard 0 keeps for everyone."""
     out: set[str] = set()
-    for _, e in compiled.metrics:
-        out |= e.reads_self | e.reads_all
+    for e in [*(e for _, e in compiled.metrics), compiled.stop_when]:
+        if e is not None:
+            out |= e.reads_self | e.reads_all
     return frozenset(out)
 
 
@@ -195,6 +196,7 @@ class LocalShard(Simulation):
         self.env_overrides: dict[str, float] = {}
         self.decisions = {"fallback": 0, "llm": 0}
         self.version, self._memo, self._spans = 0, {}, {}
+        self._counts_after: dict[int, dict[str, int]] = {}
         self.bounds, self.index = bounds, index
         self.lo, self.hi = bounds[index]
 
@@ -333,7 +335,19 @@ class LocalShard(Simulation):
     measure_share = measure
 
     def should_stop(self) -> bool:
-        return False  # scenarios with a stop condition run replicated (`partition_blocker`)
+        """Shard 0's verdict (right after `measure`); the others cannot tell, go on, and are
+        told by the coordinator, which stops queuing rounds: see `decisions_after`."""
+        return self.everyone is not None and Simulation.should_stop(self.everyone)
+
+    def begin_step(self) -> None:
+        self._counts_after[self.step_no] = dict(self.decisions)
+        self._counts_after.pop(self.step_no - 16, None)
+        super().begin_step()
+
+    def decisions_after(self, step: int) -> dict[str, int]:
+        """Decision counts as they were at the end of ``step``: a shard other than 0 may have run
+        a step or two past a stop it could not see."""
+        return dict(self._counts_after.get(step, self.decisions)) if step < self.step_no else dict(self.decisions)
 
     # --- checkpoints --------------------------------------------------------------------
     def checkpoint(self) -> dict[str, Any]:

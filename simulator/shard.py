@@ -306,8 +306,10 @@ class ShardWorker:
         all other shards (replicated state) or one per shard (partitioned: each its halo).
 
         A round that follows a step's last segment first measures that step (this shard's share
-        of the metrics) and checks the stop condition: every replica is identical by then, so
-        every shard reaches the same verdict and none begins a step after the end. Measuring in
+        of the metrics) and checks the stop condition: replicas are identical by then, so every
+        shard reaches the same verdict and none begins a step after the end. (Partitioned, only
+        shard 0 can tell; the others may run on for the rounds already queued, which change
+        nothing reported: see `LocalShard.decisions_after`.) Measuring in
         the same call as the next step's first segment halves the rounds, and lets the
         coordinator queue rounds ahead: a round cannot start before its inputs, the other
         shards' writes from the round before, exist (the barrier). ``checkpoint`` adds this
@@ -347,10 +349,12 @@ class ShardWorker:
         self._at_step_start()
         return self.sim.step_no
 
-    def decisions(self) -> tuple[dict[str, int], dict[str, list] | None]:
-        """Decision counts, and the LLM policy's own counters and log when it keeps them."""
+    def decisions(self, steps: int | None = None) -> tuple[dict[str, int], dict[str, list] | None]:
+        """Decision counts after ``steps`` steps (default: all run), and the LLM policy's own
+        counters and log when it keeps them."""
         policy = self.sim.policy
-        counts = dict(self.sim.decisions)
+        after = getattr(self.sim, "decisions_after", None)
+        counts = after(steps) if after is not None and steps is not None else dict(self.sim.decisions)
         if policy is None:
             return counts, None
         if hasattr(policy, "counters"):
@@ -569,7 +573,7 @@ class ShardedRun:
                             len(values) - 1, ckpt_step)
                 self._restore(ckpt)
                 del values[ckpt_step + 1:]
-        reports = ray.get([a.decisions.remote() for a in self.actors])
+        reports = ray.get([a.decisions.remote(len(values) - 1) for a in self.actors])
         counts: dict[str, int] = {}
         for c, _ in reports:
             for key, v in c.items():

@@ -261,7 +261,8 @@ def _variant(name: str, **changes) -> dict:
 
 PARTITIONABLE = {
     "info_sharing": _variant("info_sharing"),
-    "sir_no_stop": _variant("sir_network", stop={"max_steps": 8}),  # transitions, categories
+    "sir_network": _variant("sir_network"),  # transitions, categories, a stop condition
+    "sir_no_stop": _variant("sir_network", stop={"max_steps": 8}),
     "sir_lattice": _variant("sir_network", stop={"max_steps": 8}, space=LATTICE),
     "voting_lattice": _variant("voting", space=LATTICE),  # a decide rule with a record, activation draws
     "voting_small_world": _variant("voting", space={"kind": "network", "network": "watts_strogatz", "k": 4,
@@ -305,7 +306,6 @@ def test_auto_partitions_where_a_shard_would_mirror_few_of_the_others():
     assert expected_halo_share(lattice, None, 10**6, 2) == 0.0
     assert expected_halo_share(dense, None, 10**6, 2) > 0.9 > PARTITION_HALO_BELOW  # nearly everyone
     assert expected_halo_share(dense, None, 10**6, 64) < PARTITION_HALO_BELOW
-    assert "stop condition" in partition_blocker(compile_scenario(load_scenario("sir_network")))
     assert "grid" in partition_blocker(compile_scenario(load_scenario("schelling")))
     assert "interact" in partition_blocker(compile_scenario(load_scenario("public_goods")))
 
@@ -346,3 +346,20 @@ def test_killed_partitioned_shard_resumes_from_checkpoint_to_same_result(ray_loc
         run.shutdown()
     assert killed and run.restarts == 1 and run.partitioned
     assert _same(single, result)
+
+
+@pytest.mark.parametrize(("name", "params", "stop"), [
+    ("sir_network", {"gamma": 0.9, "beta": 0.05, "initial_infected": 0.05}, None),  # the epidemic dies out
+    ("voting", {}, "env.step >= 4"),  # decisions every step: the other shards' step 5 must not count
+])
+def test_partitioned_run_stops_where_one_process_stops(pool, name, params, stop):
+    data = _variant(name, space=LATTICE) if name == "voting" else _variant(name)
+    if stop:
+        data["stop"] = {"max_steps": 30, "when": stop}
+    spec = ScenarioSpec.model_validate(data)
+    single = Simulation(compile_scenario(spec), params, SEED, population=300, max_steps=30).run()
+    assert single.stopped_early and len(single.values) < 31
+    for k in (2, 3):
+        result = run_sharded(data, params, SEED, shards=k, population=300, max_steps=30, actors=pool,
+                             state="partitioned")
+        assert result.shard_state == "partitioned" and _same(single, result), f"{name}: {k} shards"
