@@ -242,10 +242,13 @@ class Simulation:
             counts[i] += 1
         return [f if f is not None else c for f, c in zip(fixed, counts)]
 
-    def _check_memory(self, pctx: "_ParamsCtx") -> None:
-        if self.n > MAX_AGENTS:
+    def _check_memory(self, pctx: "_ParamsCtx", cap: bool = True) -> None:
+        """Refuse, before allocating, a population beyond `MAX_AGENTS` (unless ``cap`` is off: the
+        builder of a partitioned run holds only the network) or beyond the free memory."""
+        if cap and self.n > MAX_AGENTS:
             raise SpecError(f"{self.n:,} agents is more than the engine supports in one process ({MAX_AGENTS:,})",
-                            scenario=self.spec.name, hint="use fewer agents, or shard the run")
+                            scenario=self.spec.name,
+                            hint="use fewer agents, or shard the run with --shard-state partitioned")
         import psutil
 
         degree = _scalar(self.c.space["mean_degree"], pctx) if self.spec.space.network == "erdos_renyi" else 12

@@ -143,7 +143,7 @@ def cut_network(compiled: CompiledScenario, params: dict[str, float] | None, see
     pctx = _ParamsCtx(shell.params)
     n_total = population if population is not None else _scalar(compiled.population, pctx)
     shell.n = n = int(sum(shell._type_counts(int(round(n_total)), pctx)))
-    shell._check_memory(pctx)
+    shell._check_memory(pctx, cap=False)  # only the network is built here, once
     whole = shell._build_space(pctx)
     indptr, indices, _ = whole._lists()
     needs = []  # per shard: the ids outside its range that its rows have as neighbors
