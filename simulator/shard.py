@@ -439,7 +439,7 @@ class ShardedRun:
         blocker = partition_blocker(compiled, policy_factory is not None)
         if state == "partitioned" and blocker is not None:
             raise SocietasError(f"{self.spec_name} cannot run with partitioned state: {blocker}",
-                                hint="use the replicated state (the default picks it by itself)")
+                                hint="drop --shard-state (auto picks what the scenario allows) or use --shard-state replicated")
         if state not in ("auto", "partitioned", "replicated"):
             raise ValueError(f"state must be auto, partitioned or replicated, not {state!r}")
         halo = expected_halo_share(compiled, params, self.n, self.k) if blocker is None else 1.0
