@@ -185,25 +185,7 @@ class Simulation:
         max_steps: int | None = None,
         policy: DecisionPolicy | None = None,
     ) -> None:
-        self.c = compiled
-        self.spec = compiled.spec
-        self.seed = int(seed)
-        self.params: dict[str, float] = {**self.spec.parameter_defaults(), **(params or {})}
-        self.policy = policy
-        self.max_steps = int(max_steps or self.spec.stop.max_steps)
-        self.step_no = 0
-        self.env: dict[str, float] = {"step": 0.0, "n_agents": 0.0}
-        self.env_overrides: dict[str, float] = {}
-        self.decisions = {"fallback": 0, "llm": 0}
-        # State version: incremented by every write to the agents' attributes or positions
-        # (`touch`); memoized neighbor reductions and aggregates are valid for one version.
-        self.version = 0
-        self._memo: dict = {}
-        self._spans: dict[int, tuple[np.ndarray, slice]] = {}
-
-        pctx = _ParamsCtx(self.params)
-        n_total = population if population is not None else _scalar(compiled.population, pctx)
-        self.type_counts = self._type_counts(int(round(n_total)), pctx)
+        pctx = self._begin_run(compiled, params, seed, max_steps, policy, population)
         self.n = int(sum(self.type_counts))
         if self.n < 1:
             raise SpecError("the population is empty", scenario=self.spec.name, hint="give --agents 1 or more")
@@ -222,6 +204,30 @@ class Simulation:
         self._partner_mask = [self._mask_of(r.partner_types) for r in compiled.rules]
 
     # --- set-up -------------------------------------------------------------------------
+    def _begin_run(self, compiled: CompiledScenario, params: dict[str, float] | None, seed: int,
+                   max_steps: int | None, policy: DecisionPolicy | None, population: int | None) -> "_ParamsCtx":
+        """Everything but the agents and the space (shared with the shards' own constructors);
+        sets the type counts and returns the parameters' context."""
+        self.c = compiled
+        self.spec = compiled.spec
+        self.seed = int(seed)
+        self.params: dict[str, float] = {**self.spec.parameter_defaults(), **(params or {})}
+        self.policy = policy
+        self.max_steps = int(max_steps or self.spec.stop.max_steps)
+        self.step_no = 0
+        self.env: dict[str, float] = {"step": 0.0, "n_agents": 0.0}
+        self.env_overrides: dict[str, float] = {}
+        self.decisions = {"fallback": 0, "llm": 0}
+        # State version: incremented by every write to the agents' attributes or positions
+        # (`touch`); memoized neighbor reductions and aggregates are valid for one version.
+        self.version = 0
+        self._memo: dict = {}
+        self._spans: dict[int, tuple[np.ndarray, slice]] = {}
+        pctx = _ParamsCtx(self.params)
+        n_total = population if population is not None else _scalar(compiled.population, pctx)
+        self.type_counts = self._type_counts(int(round(n_total)), pctx)
+        return pctx
+
     def _type_counts(self, n_total: int, pctx: "_ParamsCtx") -> list[int]:
         types = self.c.types
         fixed = [int(round(_scalar(t.count, pctx))) if t.count is not None else None for t in types]
@@ -299,18 +305,18 @@ class Simulation:
         return mask
 
     def _init_attributes(self) -> None:
-        index = np.empty(self.n, dtype=np.int64)
-        for sl in self.type_slices:
-            index[sl] = np.arange(sl.stop - sl.start)
+        """Built-ins, then each type's `init` on its rows (draws keyed by agent id, through
+        `ids_of`, so a shard holding some of the agents gives them the same values)."""
+        type_start = np.cumsum([0, *self.type_counts])[:-1]
         self.attrs["id"] = self.all_ids
-        self.attrs["index"] = index
+        self.attrs["index"] = self.all_ids - type_start[self.type_code]  # the agent's number within its type
         self.attrs["type"] = self.type_code
         for name, cats in self.c.attributes.items():
             if name not in self.attrs:
                 self.attrs[name] = (np.full(self.n, -1, dtype=np.int64) if cats
                                     else np.full(self.n, np.nan, dtype=np.float64))
         for t, sl in zip(self.c.types, self.type_slices):
-            rows = self.all_ids[sl]
+            rows = np.arange(sl.start, sl.stop)  # positions (here also the ids)
             if len(rows) == 0:
                 continue
             ctx = _Ctx(self, rows, None, RULE_INIT)

@@ -28,7 +28,8 @@ import numpy as np
 
 from simulator.alloc import LARGE_POPULATION, keep_freed_memory
 from simulator.compile import QUANTITY_FIELDS, CompiledScenario
-from simulator.engine import RULE_INIT, Simulation, _Ctx, _ParamsCtx, _scalar
+from simulator.engine import Simulation, _ParamsCtx, _scalar
+from simulator.shard import checkpoint_state, restore_shared
 from simulator.space import NetworkSpace
 
 LOCAL_RULES = ("update", "transition", "decide")
@@ -112,12 +113,8 @@ class _Population(Simulation):
 
     def __init__(self, compiled: CompiledScenario, params: dict[str, float], seed: int,
                  type_counts: list[int], keep: frozenset[str]) -> None:
-        self.c, self.spec, self.seed = compiled, compiled.spec, int(seed)
-        self.params, self.env, self.env_overrides = dict(params), {}, {}
-        self.step_no, self.version, self._memo, self._spans = 0, 0, {}, {}
-        self.policy = None
-        self.type_counts = list(type_counts)
-        self.n = int(sum(type_counts))
+        self._begin_run(compiled, params, seed, None, None, int(sum(type_counts)))
+        self.n = int(sum(self.type_counts))
         self.all_ids = np.arange(self.n, dtype=np.int64)
         bounds = np.cumsum([0, *self.type_counts])
         self.type_slices = [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
@@ -137,12 +134,9 @@ def cut_network(compiled: CompiledScenario, params: dict[str, float] | None, see
     it which rows. Built once (as a Ray task, `simulator.shard.ShardedRun`), so that no shard
     ever holds the whole network.
     """
-    shell = Simulation.__new__(Simulation)
-    shell.c, shell.spec, shell.seed = compiled, compiled.spec, int(seed)
-    shell.params = {**compiled.spec.parameter_defaults(), **(params or {})}
-    pctx = _ParamsCtx(shell.params)
-    n_total = population if population is not None else _scalar(compiled.population, pctx)
-    shell.n = n = int(sum(shell._type_counts(int(round(n_total)), pctx)))
+    shell = Simulation.__new__(Simulation)  # enough of one to build the space
+    pctx = shell._begin_run(compiled, params, seed, None, None, population)
+    shell.n = n = int(sum(shell.type_counts))
     shell._check_memory(pctx, cap=False)  # only the network is built here, once
     whole = shell._build_space(pctx)
     indptr, indices, _ = whole._lists()
@@ -187,22 +181,10 @@ class LocalShard(Simulation):
     def __init__(self, compiled: CompiledScenario, params: dict[str, float] | None, seed: int, *,
                  population: int | None, max_steps: int | None, bounds: list[tuple[int, int]], index: int,
                  piece: dict[str, Any]) -> None:
-        self.c, self.spec, self.seed = compiled, compiled.spec, int(seed)
-        self.params = {**self.spec.parameter_defaults(), **(params or {})}
-        self.policy = None
-        self.max_steps = int(max_steps or self.spec.stop.max_steps)
-        self.step_no = 0
-        self.env: dict[str, float] = {"step": 0.0, "n_agents": 0.0}
-        self.env_overrides: dict[str, float] = {}
-        self.decisions = {"fallback": 0, "llm": 0}
-        self.version, self._memo, self._spans = 0, {}, {}
+        self._begin_run(compiled, params, seed, max_steps, None, population)
         self._counts_after: dict[int, dict[str, int]] = {}
         self.bounds, self.index = bounds, index
         self.lo, self.hi = bounds[index]
-
-        pctx = _ParamsCtx(self.params)
-        n_total = population if population is not None else _scalar(compiled.population, pctx)
-        self.type_counts = self._type_counts(int(round(n_total)), pctx)
         self.n_total = int(sum(self.type_counts))
         self.env["n_agents"] = float(self.n_total)
         if self.n_total >= LARGE_POPULATION:
@@ -231,7 +213,6 @@ class LocalShard(Simulation):
         cuts = np.searchsorted(self.all_ids, bounds)
         self.type_slices = [slice(int(a), int(b)) for a, b in zip(cuts[:-1], cuts[1:])]
         self.type_code = np.repeat(np.arange(len(self.type_counts), dtype=np.int64), np.diff(cuts))
-        self.type_start = bounds[:-1]
         self.send_rows = [None if r is None else np.array(r) for r in piece["send"]]
         self.recv_rows = [None if r is None else slice(*r) for r in piece["recv"]]
         # Where my halo rows sit in their owners' ranges (to read them out of a whole slice).
@@ -244,22 +225,6 @@ class LocalShard(Simulation):
         slices = self.type_slices if types is None else [self.type_slices[t] for t in types]
         parts = [np.arange(max(s.start, self.own.start), min(s.stop, self.own.stop)) for s in slices]
         return np.concatenate(parts).astype(np.int64) if parts else np.empty(0, dtype=np.int64)
-
-    def _init_attributes(self) -> None:
-        self.attrs["id"] = self.all_ids
-        self.attrs["index"] = self.all_ids - self.type_start[self.type_code]
-        self.attrs["type"] = self.type_code
-        for name, cats in self.c.attributes.items():
-            if name not in self.attrs:
-                self.attrs[name] = (np.full(self.n, -1, dtype=np.int64) if cats
-                                    else np.full(self.n, np.nan, dtype=np.float64))
-        for t, sl in zip(self.c.types, self.type_slices):
-            rows = np.arange(sl.start, sl.stop)
-            if len(rows) == 0:
-                continue
-            ctx = _Ctx(self, rows, None, RULE_INIT)
-            for name, expr in t.init:
-                self._assign(name, rows, expr(ctx))
 
     def ids_of(self, rows: np.ndarray) -> np.ndarray:
         span = self.span_of(rows)
@@ -351,22 +316,10 @@ class LocalShard(Simulation):
 
     # --- checkpoints --------------------------------------------------------------------
     def checkpoint(self) -> dict[str, Any]:
-        state: dict[str, Any] = {
-            "attrs": {x: a[self.own].copy() for x, a in self.attrs.items() if x not in ("id", "index", "type")},
-            "decisions": dict(self.decisions),
-        }
-        if self.index == 0:
-            state.update(step_no=self.step_no, params=dict(self.params), env=dict(self.env),
-                         env_overrides=dict(self.env_overrides))
-        return state
+        return checkpoint_state(self, self.own, self.index)
 
     def restore(self, states: tuple[dict[str, Any], ...]) -> None:
-        shared = states[0]
-        self.step_no = shared["step_no"]
-        self.params = dict(shared["params"])
-        self.env = dict(shared["env"])
-        self.env_overrides = dict(shared["env_overrides"])
-        self.decisions = dict(states[self.index]["decisions"])
+        restore_shared(self, states, self.index)
         for j, state in enumerate(states):
             for x, values in state["attrs"].items():
                 if j == self.index:

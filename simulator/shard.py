@@ -147,6 +147,29 @@ def partition(n: int, k: int) -> list[tuple[int, int]]:
 
 # --- one shard's simulation -------------------------------------------------------------------
 
+def checkpoint_state(sim: Simulation, own: slice, index: int) -> dict[str, Any]:
+    """A shard's checkpoint: its own rows of every mutable attribute and its decision counts;
+    shard 0 adds the step, parameters and environment, which every shard shares."""
+    state: dict[str, Any] = {
+        "attrs": {x: a[own].copy() for x, a in sim.attrs.items() if x not in BUILTINS},
+        "decisions": dict(sim.decisions),
+    }
+    if index == 0:
+        state.update(step_no=sim.step_no, params=dict(sim.params), env=dict(sim.env),
+                     env_overrides=dict(sim.env_overrides))
+    return state
+
+
+def restore_shared(sim: Simulation, states: tuple[dict[str, Any], ...], index: int) -> None:
+    """The shared part of a restore (the caller puts the attributes back)."""
+    shared = states[0]
+    sim.step_no = shared["step_no"]
+    sim.params = dict(shared["params"])
+    sim.env = dict(shared["env"])
+    sim.env_overrides = dict(shared["env_overrides"])
+    sim.decisions = dict(states[index]["decisions"])
+
+
 class ShardSimulation(Simulation):
     """A full replica that computes rules only for its own id range ``[lo, hi)``."""
 
@@ -221,24 +244,14 @@ class ShardSimulation(Simulation):
 
     def checkpoint(self) -> dict[str, Any]:
         """Owned rows of every mutable attribute; shard 0 adds what every replica shares."""
-        state: dict[str, Any] = {
-            "attrs": {x: a[self.lo:self.hi].copy() for x, a in self.attrs.items() if x not in BUILTINS},
-            "decisions": dict(self.decisions),
-        }
-        if self.index == 0:
-            state.update(step_no=self.step_no, params=dict(self.params), env=dict(self.env),
-                         env_overrides=dict(self.env_overrides))
-            if isinstance(self.space, GridSpace):
-                state["grid"] = (self.space.cell_of.copy(), self.space.occupant.copy())
+        state = checkpoint_state(self, slice(self.lo, self.hi), self.index)
+        if self.index == 0 and isinstance(self.space, GridSpace):
+            state["grid"] = (self.space.cell_of.copy(), self.space.occupant.copy())
         return state
 
     def restore(self, states: tuple[dict[str, Any], ...]) -> None:
+        restore_shared(self, states, self.index)
         shared = states[0]
-        self.step_no = shared["step_no"]
-        self.params = dict(shared["params"])
-        self.env = dict(shared["env"])
-        self.env_overrides = dict(shared["env_overrides"])
-        self.decisions = dict(states[self.index]["decisions"])
         for (lo, hi), state in zip(self.bounds, states):
             for x, values in state["attrs"].items():
                 self.attrs[x][lo:hi] = values

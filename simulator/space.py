@@ -650,17 +650,6 @@ class WellMixed:
         return np.full(size, max(self.n - 1, 0), dtype=np.int64)
 
     def neighbor_reduce(self, values, op: str, rows=None, u=None) -> np.ndarray:
-        if isinstance(rows, slice):  # a run of ids (`takes_spans`): random, sum, mean, count as slices
-            if op not in ("random", "sum", "mean", "count"):
-                rows = np.arange(rows.start, rows.stop)
-            elif op == "count":
-                return self.degree(rows).astype(np.float64)
-            else:
-                _check_op(op, u)
-                values = np.asarray(values)
-                if op == "random":
-                    return _value_of_random_neighbor(self, values, rows, u)
-                return self._sum_like(values, op, rows)
         rows, values = _reduce_args(self, values, op, rows, u)
         if values is None:  # op == "count": the degree, whatever the values
             return self.degree(rows).astype(np.float64)
