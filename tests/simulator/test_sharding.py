@@ -259,6 +259,17 @@ def _variant(name: str, **changes) -> dict:
     return data
 
 
+def _two_types() -> dict:
+    """Voting with a second agent type, and the rule restricted to it (the last ids)."""
+    data = _variant("voting", space={"kind": "network", "network": "watts_strogatz", "k": 4, "rewire": 0.2})
+    citizen = {**data["agent_types"][0], "share": 1.0}
+    citizen.pop("count", None)
+    data["agent_types"] = [citizen, {**citizen, "name": "stubborn", "count": 40, "share": None}]
+    data["agent_types"][1].pop("share")
+    data["rules"][0]["agents"] = ["stubborn"]
+    return data
+
+
 PARTITIONABLE = {
     "info_sharing": _variant("info_sharing"),
     "sir_network": _variant("sir_network"),  # transitions, categories, a stop condition
@@ -267,6 +278,9 @@ PARTITIONABLE = {
     "voting_lattice": _variant("voting", space=LATTICE),  # a decide rule with a record, activation draws
     "voting_small_world": _variant("voting", space={"kind": "network", "network": "watts_strogatz", "k": 4,
                                                     "rewire": 0.1}),
+    "voting_two_types": _two_types(),
+    "sir_sparse": _variant("sir_network", stop={"max_steps": 8},  # many agents without neighbors
+                           space={"kind": "network", "network": "erdos_renyi", "mean_degree": 0.7}),
 }
 
 
