@@ -11,6 +11,7 @@ place atomically, so a failed compile leaves the previous state as it was.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 import shutil
@@ -56,8 +57,15 @@ def _commands(tool: str, name: str) -> list[list[str]]:
 
 
 def _run(cmd: list[str], cwd: Path, deadline: float) -> int:
-    """One command in its own process group, killed whole at the deadline."""
+    """One command in its own process group, killed whole at the deadline.
+
+    Under coreutils `timeout` where there is one: if this process dies first (killed, or the
+    machine's OOM killer), nobody would stop a looping TeX run, and `timeout` still does.
+    """
     env = {**{k: v for k, v in os.environ.items() if k != "TEXMFOUTPUT"}, **_SAFE_ENV}  # no writable elsewhere
+    guard = shutil.which("timeout")
+    if guard:
+        cmd = [guard, "--kill-after=2", str(math.ceil(max(1.0, deadline - time.monotonic())) + 1), *cmd]
     proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, start_new_session=True)
     try:

@@ -134,6 +134,36 @@ def test_a_looping_document_is_stopped_at_the_time_limit(tmp_path):
     assert not (tmp_path / "report.pdf").exists()
 
 
+def test_a_looping_document_is_stopped_even_if_the_caller_dies(tmp_path):
+    import signal
+    import sys
+    import time
+
+    import psutil
+
+    (tmp_path / "report.tex").write_text("\\documentclass{article}\\begin{document}\\def\\x{\\x}\\x\\end{document}\n")
+    code = f"from pathlib import Path; from reports.pdf import compile_pdf; compile_pdf(Path({str(tmp_path / 'report.tex')!r}), timeout=2)"
+    caller = subprocess.Popen([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2])
+
+    def tex_here() -> list:
+        out = []
+        for p in psutil.process_iter(["cwd"]):
+            if p.info.get("cwd") == str(tmp_path):
+                out.append(p)
+        return out
+
+    deadline = time.monotonic() + 20
+    while not any(p.name() == "pdflatex" for p in tex_here()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert any(p.name() == "pdflatex" for p in tex_here()), "pdflatex did not start"
+    time.sleep(1.0)  # past TeX's banner: once it is looping it writes nothing, so no SIGPIPE would stop it
+    caller.send_signal(signal.SIGKILL)  # the caller dies: its own time limit can no longer act
+    caller.wait()
+    while tex_here() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not tex_here(), "a looping TeX run outlived its caller"
+
+
 def test_compile_errors_are_short_lines_traced_to_their_section(tmp_path):
     source = render_latex(report()).replace("Prose of discussion", r"\undefinedmacro Prose of discussion")
     (tmp_path / "report.tex").write_text(source)
