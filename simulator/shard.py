@@ -466,12 +466,7 @@ class ShardedRun:
             raise ValueError(f"{self.k} shards need {self.k} actors, got {len(actors)}")
         self.actors = start_shards(self.k, max_restarts) if actors is None else list(actors[: self.k])
         self._load_args = (spec_data, params, seed, population, self.max_steps, self.bounds)
-        self._pieces: list = [None] * self.k
         self._build_stats_ref = None
-        if self.partitioned:  # the network, built once and cut: no shard ever holds all of it
-            *self._pieces, stats = ray.remote(_cut_network).options(num_returns=self.k + 1, num_cpus=0).remote(
-                spec_data, params, seed, population, self.bounds)
-            self._build_stats_ref = stats
         self._policy_factory = policy_factory
         try:
             self._load(range(self.k))
@@ -480,9 +475,19 @@ class ShardedRun:
             raise
 
     def _load(self, which) -> None:
+        """Load shards ``which`` (all at the start; a restarted one after a failure). A partitioned
+        run first builds and cuts the network (a Ray task), and lets go of the pieces once loaded:
+        each shard keeps a copy, and a restart builds them again rather than the object store
+        holding them for the whole run."""
         import ray
 
-        refs = [self.actors[i].load.remote(*self._load_args, i, self._pieces[i], self._policy_factory) for i in which]
+        which = list(which)
+        pieces: list = [None] * self.k
+        if self.partitioned and which:
+            *pieces, stats = ray.remote(_cut_network).options(num_returns=self.k + 1, num_cpus=0).remote(
+                *self._load_args[:4], self.bounds)
+            self._build_stats_ref = self._build_stats_ref or stats
+        refs = [self.actors[i].load.remote(*self._load_args, i, pieces[i], self._policy_factory) for i in which]
         try:
             ray.get(refs)
         except ray.exceptions.RayTaskError as exc:
