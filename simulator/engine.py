@@ -137,10 +137,9 @@ class _Ctx:
 
     def neighbor_reduce(self, values_all: np.ndarray, op: str, slot: int | None = None) -> np.ndarray:
         u = self.draw(slot if slot is not None else SLOT_MATCH - 1) if op == "random" else None
-        # Rows covering everyone in order are "all": the same values without the row gathers.
-        rows = None if self.rows is self.sim.all_ids else self.rows
-        if self.span is not None and getattr(self.sim.space, "takes_spans", False):
-            rows = self.span
+        # Rows covering everyone in order are "all", and a run of ids is a slice: the same values
+        # without the row gathers.
+        rows = None if self.rows is self.sim.all_ids else self.span if self.span is not None else self.rows
         return self.sim.space.neighbor_reduce(np.asarray(values_all), op, rows, u)
 
     def memo(self, key, compute: Callable[[], object]):

@@ -68,8 +68,12 @@ class Space(Protocol):
 
 
 def _as_rows(rows) -> np.ndarray | None:
+    """Rows as agent ids (None: everyone). A slice is a run of ids (a shard's own rows); spaces
+    with a faster path for runs check for one before calling this."""
     if rows is None:
         return None
+    if isinstance(rows, slice):
+        return np.arange(rows.start, rows.stop)
     rows = np.asarray(rows)
     if rows.dtype == bool:
         return np.flatnonzero(rows)
@@ -147,17 +151,13 @@ class _NeighborLists:
         return (indptr[rows + 1] - indptr[rows]).astype(np.int64)
 
     def neighbor_reduce(self, values, op: str, rows=None, u=None) -> np.ndarray:
-        if isinstance(rows, slice):  # a run of ids (`takes_spans`): random, sum, mean, count as slices
-            if op not in ("random", "sum", "mean", "count"):
-                rows = np.arange(rows.start, rows.stop)
-            elif op == "count":
+        if isinstance(rows, slice) and op in ("random", "sum", "mean", "count"):  # a run: views, no gathers
+            _check_op(op, u)
+            if op == "count":
                 return self.degree(rows).astype(np.float64)
-            else:
-                _check_op(op, u)
-                values = np.asarray(values)
-                if op == "random":
-                    return _value_of_random_neighbor(self, values, rows, u)
-                return self._sum_like(values, op, rows)
+            if op == "random":
+                return _value_of_random_neighbor(self, np.asarray(values), rows, u)
+            return self._sum_like(np.asarray(values), op, rows)
         rows, values = _reduce_args(self, values, op, rows, u)
         if values is None:  # op == "count": the degree, whatever the values
             return self.degree(rows).astype(np.float64)
@@ -320,8 +320,6 @@ def _accept_lowest_prio(proposers: np.ndarray, targets: np.ndarray, prio: np.nda
 
 class NetworkSpace(_NeighborLists):
     """Agents on an undirected simple graph, held as CSR (int32 indices while they fit)."""
-
-    takes_spans = True  # `neighbor_reduce` takes a slice of consecutive ids as its rows
 
     def __init__(self, csr, *, validate: bool = True) -> None:
         matrix = sp.csr_matrix(csr)

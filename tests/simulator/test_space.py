@@ -160,7 +160,9 @@ def test_grid_reductions_match_the_reference():
         near = [j for j in range(70) if j != i and max(abs(g.cell_of[j] % 12 - x), abs(g.cell_of[j] // 12 - y)) == 1]
         assert sorted(js) == near
     for op in ("sum", "mean", "count", "max", "min", "same", "random"):
-        assert_same(g.neighbor_reduce(values, op, u=u), reference_reduce(nbrs, values, op, u))
+        expected = reference_reduce(nbrs, values, op, u)
+        assert_same(g.neighbor_reduce(values, op, u=u), expected)
+        assert_same(g.neighbor_reduce(values, op, rows=slice(10, 50), u=u[10:50]), expected[10:50])  # a shard's run
 
 
 def test_move_to_empty_fills_only_cells_empty_at_the_start():
@@ -228,6 +230,7 @@ def test_well_mixed_reductions_exclude_oneself():
     assert_same(w.neighbor_reduce(np.array([0, 0, 1, 0]), "same"), [2 / 3, 2 / 3, 0, 2 / 3])
     assert_same(w.neighbor_reduce(np.array([4.0, 4.0, 1.0, 2.0]), "max"), [4, 4, 4, 4])
     assert_same(w.neighbor_reduce(v, "sum", rows=np.array([3, 0])), [6, 9])
+    assert_same(w.neighbor_reduce(v, "sum", rows=slice(1, 3)), [8, 7])
     assert w.random_neighbor(np.array([0, 1, 2, 3]), np.array([0.0, 0.0, 0.99, 0.99])).tolist() == [1, 0, 3, 2]
     assert_same(WellMixed(1).neighbor_reduce(np.array([5.0]), "mean"), [NAN])
 
