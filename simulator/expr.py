@@ -166,7 +166,7 @@ class CompiledExpr:
     reads_self: frozenset[str]
     reads_other: frozenset[str]
     reads_all: frozenset[str]
-    uses_neighbors: bool
+    uses_neighbors: bool  # looks at the space's neighbors (neighbor functions, largest_region)
     uses_random: bool
     params_used: frozenset[str]
     env_used: frozenset[str]
@@ -927,6 +927,8 @@ class _Compiler:
 
     def aggregate(self, function: Function, nodes, node: ast.Call, pop: bool) -> _Typed:
         self.uses_aggregates = True
+        if function.name == "largest_region":  # regions are connected through the neighbors
+            self.uses_neighbors = True
         args = self.arguments(function, nodes, True)
         for _, _, typed in args:
             self.reads_all.update(typed.reads)

@@ -55,7 +55,7 @@ def partition_blocker(compiled: CompiledScenario, has_policy: bool = False) -> s
         if any(e.uses_aggregates or e.uses_neighbors for _, e in t.init):
             return f"agent type {t.name!r} starts from population values"
     for name, e in [*compiled.metrics, ("stop.when", compiled.stop_when)]:
-        if e is not None and (e.uses_neighbors or "largest_region" in e.source):
+        if e is not None and e.uses_neighbors:
             return f"{'metric ' + repr(name) if name != 'stop.when' else 'the stop condition'} needs the network"
     return None
 

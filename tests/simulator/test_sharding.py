@@ -322,6 +322,8 @@ def test_auto_partitions_where_a_shard_would_mirror_few_of_the_others():
     assert expected_halo_share(dense, None, 10**6, 64) < PARTITION_HALO_BELOW
     assert "grid" in partition_blocker(compile_scenario(load_scenario("schelling")))
     assert "interact" in partition_blocker(compile_scenario(load_scenario("public_goods")))
+    clusters = _variant("info_sharing", metrics={"cluster": "largest_region(state)"})
+    assert partition_blocker(compile_scenario(ScenarioSpec.model_validate(clusters))) == "metric 'cluster' needs the network"
 
 
 def test_auto_state_follows_the_network(pool):
