@@ -192,10 +192,7 @@ class Simulation:
         if self.n >= LARGE_POPULATION:
             keep_freed_memory()  # before the first large array: see `simulator.alloc`
         self.env["n_agents"] = float(self.n)
-        self.all_ids = np.arange(self.n, dtype=np.int64)
-        bounds = np.cumsum([0, *self.type_counts])
-        self.type_slices = [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
-        self.type_code = np.repeat(np.arange(len(self.type_counts), dtype=np.int64), self.type_counts)
+        self._lay_out(np.arange(self.n, dtype=np.int64))
         self.space = self._build_space(pctx)
         self.attrs: dict[str, np.ndarray] = {}
         self._init_attributes()
@@ -226,6 +223,15 @@ class Simulation:
         n_total = population if population is not None else _scalar(compiled.population, pctx)
         self.type_counts = self._type_counts(int(round(n_total)), pctx)
         return pctx
+
+    def _lay_out(self, ids: np.ndarray) -> None:
+        """The rows this object holds: agent ids, ascending (all of them in one process). Types
+        are ranges of ids, so they are ranges of rows too."""
+        self.all_ids = ids
+        self.n = int(ids.size)
+        cuts = np.searchsorted(ids, np.cumsum([0, *self.type_counts]))
+        self.type_slices = [slice(int(a), int(b)) for a, b in zip(cuts[:-1], cuts[1:])]
+        self.type_code = np.repeat(np.arange(len(self.type_counts), dtype=np.int64), np.diff(cuts))
 
     def _type_counts(self, n_total: int, pctx: "_ParamsCtx") -> list[int]:
         types = self.c.types

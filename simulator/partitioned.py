@@ -114,11 +114,7 @@ class _Population(Simulation):
     def __init__(self, compiled: CompiledScenario, params: dict[str, float], seed: int,
                  type_counts: list[int], keep: frozenset[str]) -> None:
         self._begin_run(compiled, params, seed, None, None, int(sum(type_counts)))
-        self.n = int(sum(self.type_counts))
-        self.all_ids = np.arange(self.n, dtype=np.int64)
-        bounds = np.cumsum([0, *self.type_counts])
-        self.type_slices = [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
-        self.type_code = np.repeat(np.arange(len(self.type_counts), dtype=np.int64), self.type_counts)
+        self._lay_out(np.arange(sum(self.type_counts), dtype=np.int64))
         self.space = None
         self.attrs = {}
         self._init_attributes()  # the same draws as everywhere: keyed by agent id
@@ -205,21 +201,15 @@ class LocalShard(Simulation):
     # --- set-up -------------------------------------------------------------------------
     def _take(self, piece: dict[str, Any]) -> None:
         # Copies: a piece read from the object store is read-only and would stay pinned there.
-        self.all_ids = np.array(piece["ids"], dtype=np.int64)
-        self.n = m = self.all_ids.size
+        self._lay_out(np.array(piece["ids"], dtype=np.int64))
         self.own = slice(*piece["own"])
         self.space = NetworkSpace.from_lists(np.array(piece["indptr"]), np.array(piece["indices"]))
-        bounds = np.cumsum([0, *self.type_counts])
-        cuts = np.searchsorted(self.all_ids, bounds)
-        self.type_slices = [slice(int(a), int(b)) for a, b in zip(cuts[:-1], cuts[1:])]
-        self.type_code = np.repeat(np.arange(len(self.type_counts), dtype=np.int64), np.diff(cuts))
         self.send_rows = [None if r is None else np.array(r) for r in piece["send"]]
         self.recv_rows = [None if r is None else slice(*r) for r in piece["recv"]]
         # Where my halo rows sit in their owners' ranges (to read them out of a whole slice).
         self.recv_offsets = [None if r is None else self.all_ids[r] - lo
                              for r, (lo, _) in zip(self.recv_rows, self.bounds)]
         self.halo_sizes = [0 if r is None else r.size for r in self.send_rows]
-        assert m == self.type_code.size
 
     def _own_rows_of(self, types: tuple[int, ...] | None) -> np.ndarray:
         slices = self.type_slices if types is None else [self.type_slices[t] for t in types]

@@ -663,14 +663,9 @@ def _user_error(exc: Exception) -> Exception:
 
 def agent_count(compiled: CompiledScenario, params: dict[str, float] | None, population: int | None) -> int:
     """The number of agents `Simulation` would create, without building anything."""
-    from types import SimpleNamespace
-
-    from simulator.engine import _ParamsCtx, _scalar
-
-    pctx = _ParamsCtx({**compiled.spec.parameter_defaults(), **(params or {})})
-    n_total = population if population is not None else _scalar(compiled.population, pctx)
-    shell = SimpleNamespace(c=compiled, spec=compiled.spec)
-    return int(sum(Simulation._type_counts(shell, int(round(n_total)), pctx)))
+    shell = Simulation.__new__(Simulation)
+    shell._begin_run(compiled, params, 0, None, None, population)
+    return int(sum(shell.type_counts))
 
 
 def run_sharded(spec: ScenarioSpec | dict[str, Any], params: dict[str, float] | None, seed: int, *,
