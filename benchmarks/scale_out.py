@@ -32,14 +32,16 @@ import numpy as np
 import psutil
 from _common import load_line, machine_line, network_spec, now
 
+from simulator.shard import SHARD_STATES
+
 SEED = 0
 
 
 def measure(spec, n: int, shards: int, steps: int, state: str = "auto") -> dict:
     """Build a sharded run of n agents and run `steps` + 1 steps; the first is the warm-up.
 
-    A step's time is the interval between the arrivals of consecutive steps' metrics at the
-    coordinator (rounds are queued ahead, so this is the lockstep's own pace)."""
+    Seconds per step: the pace from the warm-up step's metrics reaching the coordinator to the
+    last step's (rounds are queued ahead, so single intervals come in bursts)."""
     from simulator.shard import ShardedRun
 
     t0 = now()
@@ -79,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="ladder 1M, 2M only")
     ap.add_argument("--network", default="erdos_renyi", choices=("erdos_renyi", "lattice"),
                     help="the workload's network (the issue's target is Erdős–Rényi)")
-    ap.add_argument("--state", default="auto", choices=("auto", "partitioned", "replicated"),
+    ap.add_argument("--state", default="auto", choices=SHARD_STATES,
                     help="shard state: each shard its agents and their neighbors, or everyone (auto: "
                          "partitioned where the scenario allows)")
     ap.add_argument("--whole-ladder", action="store_true", help="go on past the first size slower than 1 step/s")

@@ -197,8 +197,10 @@ def _run_spec(spec, param, sweep, agents, steps, seeds, out, ray_address, local,
     from societas.runs import RunFolder, atomic_write_json, base_manifest
 
     compile_scenario(spec)
-    if shard_state not in ("auto", "partitioned", "replicated"):
-        raise SocietasError(f"unknown --shard-state {shard_state!r}", hint="use auto, partitioned or replicated")
+    from simulator.shard import SHARD_STATES
+
+    if shard_state not in SHARD_STATES:  # before the run folder exists
+        raise SocietasError(f"unknown --shard-state {shard_state!r}", hint=f"use {', '.join(SHARD_STATES)}")
     fixed = parse_param_overrides(param, spec)
     if sweep:
         key, values = parse_sweep(sweep, spec)

@@ -20,16 +20,15 @@ one process, then cut down to the owned rows.
 
 from __future__ import annotations
 
-from typing import Any
-
 import math
+from typing import Any
 
 import numpy as np
 
 from simulator.alloc import LARGE_POPULATION, keep_freed_memory
 from simulator.compile import QUANTITY_FIELDS, CompiledScenario
 from simulator.engine import Simulation, _ParamsCtx, _scalar
-from simulator.shard import checkpoint_state, restore_shared
+from simulator.shard import checkpoint_state, population_read, restore_shared, rule_exprs
 from simulator.space import NetworkSpace
 
 LOCAL_RULES = ("update", "transition", "decide")
@@ -37,8 +36,6 @@ LOCAL_RULES = ("update", "transition", "decide")
 
 def partition_blocker(compiled: CompiledScenario, has_policy: bool = False) -> str | None:
     """Why this scenario needs every agent on every shard, or None when a halo is enough."""
-    from simulator.shard import _rule_exprs
-
     if has_policy:
         return "LLM agents may look at any agent"
     if compiled.spec.space.kind != "network":
@@ -46,7 +43,7 @@ def partition_blocker(compiled: CompiledScenario, has_policy: bool = False) -> s
     for rule in compiled.rules:
         if rule.kind not in LOCAL_RULES:
             return f"rule {rule.name!r} ({rule.kind}) pairs or places agents across the population"
-        if any(e.uses_aggregates or e.reads_other for e in _rule_exprs(rule)):
+        if any(e.uses_aggregates or e.reads_other for e in rule_exprs(rule)):
             return f"rule {rule.name!r} reads a population aggregate"
     for name, e in compiled.env:
         if e.uses_aggregates or e.uses_neighbors:
@@ -90,21 +87,10 @@ def expected_halo_share(compiled: CompiledScenario, params: dict[str, float] | N
 
 def neighbor_read(compiled: CompiledScenario) -> frozenset[str]:
     """Attributes read through neighbor functions: what a halo carries."""
-    from simulator.shard import _rule_exprs
-
     out: set[str] = set()
     for rule in compiled.rules:
-        for e in _rule_exprs(rule):
+        for e in rule_exprs(rule):
             out |= e.reads_all
-    return frozenset(out)
-
-
-def population_read(compiled: CompiledScenario) -> frozenset[str]:
-    """Attributes the metrics and the stop condition read: what shard 0 keeps for everyone."""
-    out: set[str] = set()
-    for e in [*(e for _, e in compiled.metrics), compiled.stop_when]:
-        if e is not None:
-            out |= e.reads_self | e.reads_all
     return frozenset(out)
 
 
@@ -209,7 +195,6 @@ class LocalShard(Simulation):
         # Where my halo rows sit in their owners' ranges (to read them out of a whole slice).
         self.recv_offsets = [None if r is None else self.all_ids[r] - lo
                              for r, (lo, _) in zip(self.recv_rows, self.bounds)]
-        self.halo_sizes = [0 if r is None else r.size for r in self.send_rows]
 
     def _own_rows_of(self, types: tuple[int, ...] | None) -> np.ndarray:
         slices = self.type_slices if types is None else [self.type_slices[t] for t in types]
@@ -260,19 +245,6 @@ class LocalShard(Simulation):
                 wrote = True
         if wrote:
             self.touch()
-
-    def exchange_bytes(self, writes: list[list[str]]) -> int:
-        """Bytes of this shard's writes that other shards take in per step (8 per value)."""
-        total = 0
-        for names in writes:
-            halo = [x for x in names if x in self.halo_attrs]
-            whole = [x for x in names if x in self.metric_attrs]
-            for i, size in enumerate(self.halo_sizes):
-                if i == self.index:
-                    continue
-                sent = len(whole) * (self.hi - self.lo) if i == 0 else 0
-                total += sent + size * len([x for x in halo if not (i == 0 and x in whole)])
-        return 8 * total
 
     # --- observation --------------------------------------------------------------------
     def measure(self) -> np.ndarray:

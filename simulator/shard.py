@@ -14,8 +14,10 @@ identical replicas: no partial sums, no reordered floating point.
 What it costs. Memory is not divided: each shard holds the full state (agents' attributes
 and the space). Compute is divided for update, transition and decide rules and for pairwise
 effects; matchings, moves, `when` filters of global rules and the environment are computed
-redundantly by every shard; metrics are shared out (shard j computes every K-th). Each exchange moves, per attribute
-written, n values into the object store and (K - 1) n out of it, per shard.
+redundantly by every shard; metrics are shared out (shard j computes every K-th). Each
+exchange puts, per attribute written, the owner's n / K values into the object store once, and
+every other shard takes them in. Where halos are enough, `simulator.partitioned` holds and sends
+less.
 
 Rounds, driven by `ShardedRun`: each shard runs one segment per round (segment 0 opens a step:
 interventions, environment, the rules up to the first one that needs a remote write; each
@@ -51,13 +53,15 @@ from societas.errors import SocietasError
 log = logging.getLogger(__name__)
 
 SHARD_THRESHOLD = 2_000_000  # agents above which `simulate` shards a run unless told otherwise
+SHARD_STATES = ("auto", "partitioned", "replicated")  # what each shard holds: see `ShardedRun`
 BUILTINS = ("id", "index", "type")
 ALL = frozenset({"*"})  # "every attribute": a phase whose reads cannot be narrowed
 
 
 # --- what each rule reads and writes ---------------------------------------------------------
 
-def _rule_exprs(rule: CompiledRule) -> list[CompiledExpr]:
+def rule_exprs(rule: CompiledRule) -> list[CompiledExpr]:
+    """Every expression of a rule (none missing): what it may read."""
     exprs = [rule.when, rule.activation, rule.probability, *(e for _, e in rule.let),
              *rule.effects.values(), *rule.other_effects.values(), *rule.weights]
     for effects in rule.action_effects:
@@ -87,7 +91,7 @@ def rule_remote_reads(rule: CompiledRule, has_policy: bool) -> frozenset[str]:
     if rule.kind == "decide" and has_policy:
         return ALL
     out: set[str] = set()
-    for e in _rule_exprs(rule):
+    for e in rule_exprs(rule):
         out |= e.reads_all | e.reads_other
         if rule.kind in ("interact", "move"):
             out |= e.reads_self
@@ -112,13 +116,21 @@ def remotely_read(compiled: CompiledScenario, has_policy: bool = False) -> froze
     """Attributes that some shard reads, at some point of a step, for rows it does not own:
     the rules' remote reads, and whatever the environment, the metrics and the stop condition
     read (they look at everyone). Only these are ever exchanged."""
-    out: set[str] = set()
+    out: set[str] = set(population_read(compiled))
     for rule in compiled.rules:
         reads = rule_remote_reads(rule, has_policy)
         if reads is ALL:
             return ALL
         out |= reads
-    for e in [*(e for _, e in compiled.env), *(e for _, e in compiled.metrics), compiled.stop_when]:
+    for _, e in compiled.env:
+        out |= e.reads_self | e.reads_all
+    return frozenset(out)
+
+
+def population_read(compiled: CompiledScenario) -> frozenset[str]:
+    """Attributes the metrics and the stop condition read (for everyone)."""
+    out: set[str] = set()
+    for e in [*(e for _, e in compiled.metrics), compiled.stop_when]:
         if e is not None:
             out |= e.reads_self | e.reads_all
     return frozenset(out)
@@ -136,8 +148,9 @@ def segment_writes(compiled: CompiledScenario, segment: list[int], has_policy: b
 def partition(n: int, k: int) -> list[tuple[int, int]]:
     """K contiguous id ranges of (nearly) equal size.
 
-    Any partition gives the same result; ranges make every exchange a slice copy. Which agents
-    neighbor whom does not matter here: each exchange sends a phase's writes to every shard.
+    Any partition gives the same result; ranges make a replicated exchange a slice copy, and
+    they are also the graph-aware cut for our generators, which give neighbors nearby ids
+    (lattices, rings, block models: a few percent of edges cross; see `simulator.partitioned`).
     """
     if not 1 <= k <= n:
         raise SocietasError(f"cannot split {n} agents into {k} shards", hint="use --shards between 1 and the agent count")
@@ -222,12 +235,13 @@ class ShardSimulation(Simulation):
         for x, v in new_other.items():
             self._assign(x, b[own_b], np.broadcast_to(v, b.shape)[own_b])
 
-    def owned_slices(self, names: list[str]) -> dict[str, np.ndarray]:
-        return {x: self.attrs[x][self.lo:self.hi] for x in names}
-
     def outgoing(self, names: list[str]) -> list[dict[str, np.ndarray]]:
         """One object for every other shard: the owned slices of ``names``."""
-        return [self.owned_slices(names)]
+        return [{x: self.attrs[x][self.lo:self.hi] for x in names}]
+
+    def decisions_after(self, step: int) -> dict[str, int]:
+        """Decision counts at the end of ``step``: every replica stops where the run stops."""
+        return dict(self.decisions)
 
     def receive(self, incoming: tuple[dict[str, np.ndarray] | None, ...]) -> None:
         """Copy in the other shards' owned slices (one dict per shard, in shard order)."""
@@ -300,10 +314,10 @@ class ShardWorker:
         return index
 
     def exchange_bytes(self) -> int:
-        """Bytes of this shard's writes that other shards take in per step (8 per value)."""
-        if hasattr(self.sim, "exchange_bytes"):
-            return self.sim.exchange_bytes(self.writes)
-        return 8 * (self.sim.hi - self.sim.lo) * sum(len(w) for w in self.writes) * (len(self.sim.bounds) - 1)
+        """Bytes of this shard's writes that other shards take in per step: what `outgoing` sends,
+        counted once per receiving shard (a replicated shard's one object goes to all the others)."""
+        readers = len(self.sim.bounds) - 1 if self.outputs == 1 else 1
+        return readers * sum(_nbytes(part) for names in self.writes for part in self.sim.outgoing(names))
 
     def _at_step_start(self) -> None:
         self.next_segment = 0  # the segment the next round runs
@@ -366,8 +380,7 @@ class ShardWorker:
         """Decision counts after ``steps`` steps (default: all run), and the LLM policy's own
         counters and log when it keeps them."""
         policy = self.sim.policy
-        after = getattr(self.sim, "decisions_after", None)
-        counts = after(steps) if after is not None and steps is not None else dict(self.sim.decisions)
+        counts = self.sim.decisions_after(steps) if steps is not None else dict(self.sim.decisions)
         if policy is None:
             return counts, None
         if hasattr(policy, "counters"):
@@ -381,18 +394,22 @@ class ShardWorker:
         return dict(self.sim.params)
 
     def usage(self) -> dict[str, float]:
-        """This process's CPU seconds and resident-set high-water mark (Linux VmHWM; else RSS)."""
-        import psutil
+        return process_usage()
 
-        proc = psutil.Process()
-        cpu = proc.cpu_times()
-        peak = float(proc.memory_info().rss)
-        try:
-            with open("/proc/self/status") as f:
-                peak = next(float(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
-        except (OSError, StopIteration):
-            pass
-        return {"cpu_seconds": cpu.user + cpu.system, "peak_rss": peak}
+
+def process_usage() -> dict[str, float]:
+    """This process's CPU seconds and resident-set high-water mark (Linux VmHWM; else RSS)."""
+    import psutil
+
+    proc = psutil.Process()
+    cpu = proc.cpu_times()
+    peak = float(proc.memory_info().rss)
+    try:
+        with open("/proc/self/status") as f:
+            peak = next(float(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
+    except (OSError, StopIteration):
+        pass
+    return {"cpu_seconds": cpu.user + cpu.system, "peak_rss": peak}
 
 
 # --- the coordinator ----------------------------------------------------------------------------
@@ -449,12 +466,13 @@ class ShardedRun:
         self.segments = plan_segments(compiled, policy_factory is not None)
         self.restarts = 0
         self.ahead = max(0, int(ahead))
+        if state not in SHARD_STATES:
+            raise SocietasError(f"unknown shard state {state!r}", hint=f"use one of {', '.join(SHARD_STATES)}")
         blocker = partition_blocker(compiled, policy_factory is not None)
         if state == "partitioned" and blocker is not None:
             raise SocietasError(f"{self.spec_name} cannot run with partitioned state: {blocker}",
-                                hint="drop --shard-state (auto picks what the scenario allows) or use --shard-state replicated")
-        if state not in ("auto", "partitioned", "replicated"):
-            raise ValueError(f"state must be auto, partitioned or replicated, not {state!r}")
+                                hint="drop --shard-state (auto picks what the scenario allows) "
+                                     "or use --shard-state replicated")
         halo = expected_halo_share(compiled, params, self.n, self.k) if blocker is None else 1.0
         self.partitioned = self.k > 1 and blocker is None and (
             state == "partitioned" or (state == "auto" and halo <= PARTITION_HALO_BELOW))
@@ -603,6 +621,7 @@ class ShardedRun:
             wall_seconds=time.perf_counter() - t0, stopped_early=stopped,
             decisions=counts,
             decision_log={k: [v for cols in logs for v in cols[k]] for k in logs[0]} if logs else None,
+            shard_state=self.state_note,
         )
 
     def _inputs(self, exchange: list, j: int) -> list:
@@ -652,7 +671,14 @@ def _cut_network(spec_data: dict[str, Any], params: dict[str, float] | None, see
     t0 = time.perf_counter()
     keep_freed_memory()
     pieces = cut_network(compile_scenario(ScenarioSpec.model_validate(spec_data)), params, seed, population, bounds)
-    return (*pieces, {"seconds": time.perf_counter() - t0, "peak_rss": ShardWorker.usage(None)["peak_rss"]})
+    return (*pieces, {"seconds": time.perf_counter() - t0, "peak_rss": process_usage()["peak_rss"]})
+
+
+def _nbytes(part: Any) -> int:
+    """Bytes of the arrays in an exchanged object (nested dicts of arrays, or None)."""
+    if isinstance(part, dict):
+        return sum(_nbytes(v) for v in part.values())
+    return int(part.nbytes) if isinstance(part, np.ndarray) else 0
 
 
 def _user_error(exc: Exception) -> Exception:
@@ -676,11 +702,9 @@ def run_sharded(spec: ScenarioSpec | dict[str, Any], params: dict[str, float] | 
     run = ShardedRun(spec, params, seed, shards=shards, population=population, max_steps=max_steps,
                      checkpoint_every=checkpoint_every, policy_factory=policy_factory, actors=actors, state=state)
     try:
-        result = run.run()
+        return run.run()
     finally:
         run.shutdown()
-    result.shard_state = run.state_note
-    return result
 
 
 def shard_count(compiled: CompiledScenario, experiment: Any, shards: int | None, use_ray: bool) -> int:
@@ -708,8 +732,9 @@ def run_all_sharded(spec_data: dict[str, Any], runs: list, experiment: Any, shar
     """Every (condition, seed) of an experiment, one sharded run after another (each uses the
     cluster); returns the results and what the shards held (the first run's; all runs share a spec)."""
     results, note = [], ""
+    compiled = compile_scenario(ScenarioSpec.model_validate(spec_data))
     for cond, seed in runs:
-        n = agent_count(compile_scenario(ScenarioSpec.model_validate(spec_data)), cond.params, experiment.population)
+        n = agent_count(compiled, cond.params, experiment.population)
         res = run_sharded(spec_data, cond.params, seed, shards=min(shards, n), population=experiment.population,
                           max_steps=experiment.steps, policy_factory=policy_factory, state=state)
         note = note or res.shard_state
