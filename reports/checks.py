@@ -56,30 +56,51 @@ _PROTECTED_RE = re.compile(
             r"https?://\S+",
             r"\bdoi:\s*\S+",
             r"^[ \t]*\d+[.)](?=[ \t])",  # ordered-list marker
-            r"(?<=[:;.?!]\s)\(?\d{1,2}[.)](?=\s+[A-Z\"'])",  # a list run into prose: "questions: 1. Is ... 2) Does"
         )
     ),
     re.MULTILINE,
 )
+_LINE_MARKER_RE = re.compile(r"^[ \t]*\(?(\d+)[.)](?=[ \t])", re.MULTILINE)
+_RUN_IN_MARKER_RE = re.compile(r"(?<=[:;.?!]\s)\(?(\d{1,2})[.)](?=\s+[A-Z\"'])")  # "questions: 1. Is ... 2) Does"
+_PARAGRAPH_RE = re.compile(r"(?:[^\n]|\n(?![ \t]*\n))+")
 _MALFORMED_PLACEHOLDER_RE = re.compile(r"\{\{?\s*F\d+\s*\}?\}")
 
 
 # ---- numbers --------------------------------------------------------------------------------
 
 
+def _run_in_markers(text: str) -> list[tuple[int, int]]:
+    """Spans of list markers run into prose ("questions: 1. Is it? 2. Does it?"). A marker counts
+    only as part of a numbered sequence in its paragraph (k after a k - 1, or a 1 with a 2), so
+    a quantity that merely ends a clause ("defected was: 37. This shows") is still a number."""
+    spans: list[tuple[int, int]] = []
+    for para in _PARAGRAPH_RE.finditer(text):
+        run_in = list(_RUN_IN_MARKER_RE.finditer(text, para.start(), para.end()))
+        if not run_in:
+            continue
+        numbers = {int(m.group(1)) for m in run_in}
+        numbers |= {int(m.group(1)) for m in _LINE_MARKER_RE.finditer(text, para.start(), para.end())}
+        spans += [m.span() for m in run_in
+                  if int(m.group(1)) - 1 in numbers or (int(m.group(1)) == 1 and 2 in numbers)]
+    return spans
+
+
 def _number_matches(text: str) -> list[re.Match[str]]:
     """Number tokens in `text` outside protected spans, in order."""
+    protected = sorted([m.span() for m in _PROTECTED_RE.finditer(text)] + _run_in_markers(text))
     matches: list[re.Match[str]] = []
     start = 0
-    for span in [*_PROTECTED_RE.finditer(text), None]:
-        end = span.start() if span else len(text)
+    for span in [*protected, None]:
+        if span is not None and span[0] < start:  # inside the span before
+            continue
+        end = span[0] if span else len(text)
         # A gap is cut where a span starts, so nothing before a span reads as part of it; what
         # ends a span (`}`, `]`, the space after a URL) reads like a space to the lookbehind.
         gap = text[:end]
         for m in _NUMBER_RE.finditer(gap, start):
             if not _LABEL_RE.search(gap, max(0, m.start() - 24), m.start()):
                 matches.append(m)
-        start = span.end() if span else end
+        start = span[1] if span else end
     return matches
 
 

@@ -18,6 +18,11 @@ def test_numbers_inside_sentences_are_kept_and_still_flagged():
     assert untraced_numbers(text, []) == ["7", "3", "12.5"]
 
 
+def test_a_number_ending_a_clause_is_not_taken_for_a_list_marker():
+    assert untraced_numbers("The number of agents that defected was: 37. This shows a shift.", []) == ["37"]
+    assert untraced_numbers("The answer is: 1. That settles it.", []) == ["1"]  # a lone 1 is no list
+
+
 def test_limitations_say_which_decision_model_drove_the_agents(tmp_path):
     from researcher.writing import agents_limitation
 
