@@ -10,6 +10,7 @@ escape the text like any other.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Iterable
@@ -53,18 +54,24 @@ def _braced(text: str, start: int) -> tuple[str, int]:
     raise ValueError("unbalanced braces")
 
 
+_FIELD_RE = re.compile(r"\s*,?\s*([A-Za-z][\w-]*)\s*=\s*")
+_BARE_VALUE_RE = re.compile(r"[^,}\s]+")
+
+
 def _fields(body: str) -> dict[str, str]:
     fields: dict[str, str] = {}
     i = 0
-    while m := re.compile(r"\s*,?\s*([A-Za-z][\w-]*)\s*=\s*").match(body, i):
+    while m := _FIELD_RE.match(body, i):
         i = m.end()
         if i < len(body) and body[i] == "{":
             value, i = _braced(body, i)
         elif i < len(body) and body[i] == '"':
-            end = body.index('"', i + 1)
+            end = body.find('"', i + 1)
+            if end < 0:
+                raise ValueError(f"unterminated quoted value of {m.group(1)}")
             value, i = body[i + 1 : end], end + 1
         else:
-            vm = re.compile(r"[^,}\s]+").match(body, i)
+            vm = _BARE_VALUE_RE.match(body, i)
             if not vm:
                 break
             value, i = vm.group(), vm.end()
@@ -86,21 +93,28 @@ def parse_bibtex(text: str) -> list[Reference]:
         if not key.strip() or not fields.get("title") or not authors:
             continue
         keywords = [k.strip() for k in fields.get("keywords", "").split(",") if k.strip()]
-        surname = authors.split(" and ")[0].split(",")[0].split()[-1]
+        first = authors.split(" and ")[0]
+        words = (first.split(",")[0] if "," in first else first).split()  # "Last, First" or "First Last"
+        surname = words[-1] if words else ""
         refs.append(Reference(
             key=re.sub(r"[^A-Za-z0-9:_-]", "", key.strip()) or f"ref{len(refs) + 1}",
             kind=kind, authors=authors, title=fields["title"], year=fields.get("year", ""),
             venue=fields.get("journal") or fields.get("booktitle") or fields.get("publisher", ""),
             details=", ".join(p for p in (fields.get("volume", "") + (f"({fields['number']})" if fields.get("number") else ""),
                                           fields.get("pages", "")) if p),
-            keywords=keywords or [surname],
+            keywords=keywords or [w for w in (surname,) if w],
         ))
     return refs
 
 
 def shipped() -> list[Reference]:
     """The curated bibliography that ships with societas (reports/bibliography/theories.bib)."""
-    return parse_bibtex(resources.files("reports").joinpath("bibliography", SHIPPED).read_text(encoding="utf-8"))
+    return list(_shipped())
+
+
+@functools.cache
+def _shipped() -> tuple[Reference, ...]:  # read and parsed once per process
+    return tuple(parse_bibtex(resources.files("reports").joinpath("bibliography", SHIPPED).read_text(encoding="utf-8")))
 
 
 def load_bibliography(path: Path | str | None = None) -> list[Reference]:

@@ -35,11 +35,9 @@ _FILE_LINE_RE = re.compile(r"^[^:\n]*\.tex:(\d+): (.+)$")
 @dataclass
 class CompileResult:
     ok: bool
-    pdf: Path | None = None
     errors: list[str] = field(default_factory=list)
     error_lines: list[int] = field(default_factory=list)
     seconds: float = 0.0
-    tool: str = ""
 
 
 def toolchain() -> str | None:
@@ -128,10 +126,10 @@ def compile_pdf(tex_path: Path, timeout: float = TIMEOUT_S) -> CompileResult:
         atomic_write_bytes(folder / f"{stem}.pdf", built.read_bytes())
         shutil.rmtree(build, ignore_errors=True)
         log.info("compiled %s in %.2fs with %s", tex_path, seconds, tool)
-        return CompileResult(ok=True, pdf=folder / f"{stem}.pdf", seconds=seconds, tool=tool)
+        return CompileResult(ok=True, seconds=seconds)
     errors, lines = parse_log(log_text)
     if code == -1:
         errors.insert(0, f"LaTeX took longer than {timeout:g} s and was stopped")
     shutil.rmtree(build, ignore_errors=True)
     return CompileResult(ok=False, errors=errors or [f"{tool} failed (exit code {code})"], error_lines=lines,
-                         seconds=seconds, tool=tool)
+                         seconds=seconds)

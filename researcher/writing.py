@@ -8,11 +8,12 @@ data do not contain cannot get it into a report.
 
 from __future__ import annotations
 
+
 import json
 import logging
 import platform
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import prompts
@@ -250,7 +251,6 @@ def report_dir(run_dir: Path, version: int) -> Path:
 class Rendered:
     """What one version's renderings came to; `render.json` in the version folder holds the same."""
 
-    folder: Path
     pdf: bool
     errors: list[str]
     error_sections: list[str]
@@ -297,7 +297,7 @@ def save_report(report: Report, run_dir: Path) -> Rendered:
     atomic_write_text(out / "report.tex", tex_source)
     (out / "report.pdf").unlink(missing_ok=True)  # a stale PDF from a crashed earlier attempt is not this text
     if toolchain() is None:
-        rendered = Rendered(out, pdf=False, errors=[], error_sections=[], notice=NO_TEX_NOTICE)
+        rendered = Rendered(pdf=False, errors=[], error_sections=[], notice=NO_TEX_NOTICE)
     else:
         result = compile_pdf(out / "report.tex")
         sections = sorted({key for line in result.error_lines if (key := section_at_line(tex_source, line))})
@@ -307,11 +307,9 @@ def save_report(report: Report, run_dir: Path) -> Rendered:
             notice = (f"The PDF of version {report.version} could not be built ({'; '.join(result.errors[:3])}); "
                       "its Markdown, HTML and LaTeX are complete"
                       + (f", and the last good PDF is {previous.relative_to(run_dir)}." if previous else "."))
-        rendered = Rendered(out, pdf=result.ok, errors=result.errors, error_sections=sections, notice=notice,
+        rendered = Rendered(pdf=result.ok, errors=result.errors, error_sections=sections, notice=notice,
                             seconds=result.seconds)
-    atomic_write_json(out / "render.json", {"pdf": rendered.pdf, "errors": rendered.errors,
-                                            "error_sections": rendered.error_sections, "notice": rendered.notice,
-                                            "seconds": rendered.seconds})
+    atomic_write_json(out / "render.json", asdict(rendered))
     return rendered
 
 

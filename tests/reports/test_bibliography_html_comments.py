@@ -56,6 +56,15 @@ def test_unreadable_or_empty_user_bibliography_is_a_user_error(tmp_path):
     assert {"doe2020", "schelling1971"} <= {r.key for r in load_bibliography(tmp_path / "user.bib")}
 
 
+def test_odd_authors_and_unclosed_quotes_in_a_user_bibliography_do_not_crash(tmp_path):
+    bib = tmp_path / "odd.bib"
+    bib.write_text("@article{a, author = {,}, title = {T}}\n@article{b, author = {, John}, title = {U}}\n")
+    assert {r.key: r.keywords for r in parse_bibtex(bib.read_text())} == {"a": [], "b": []}
+    bib.write_text('@article{c, author = "Unclosed, title = {T}}\n')
+    with pytest.raises(SocietasError, match="unterminated quoted value of author"):
+        load_bibliography(bib)
+
+
 def test_markdown_lists_the_references_and_cites_them_in_background():
     md = render_markdown(report())
     assert "## References\n\n1. Schelling, Thomas C. (1971). Dynamic Models of Segregation." in md
