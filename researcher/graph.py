@@ -25,6 +25,7 @@ from researcher.nodes.human_review import after_human_review, human_review
 from researcher.nodes.report import after_review, finalize, review_report, revise_report, write_report
 from researcher.nodes.run_simulation import run_simulation
 from researcher.state import Deps, ResearchState
+from societas.errors import SocietasError
 
 STAGES = ("analyze_topic", "design_experiment", "run_simulation", "analyze_results", "write_report",
           "review_report", "revise_report", "human_review", "finalize")
@@ -59,4 +60,10 @@ def build_graph() -> StateGraph:
 def compile_graph(checkpoint_path: Path):
     """The graph with a SQLite checkpointer at `checkpoint_path` (thread id = run id)."""
     conn = sqlite3.connect(str(checkpoint_path), check_same_thread=False)
+    try:
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # a damaged file fails here, not mid-run
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        raise SocietasError(f"the run's checkpoints ({checkpoint_path}) cannot be read: {exc}",
+                            hint="the file is damaged; start the research again (its data/ and report/ stay)") from None
     return build_graph().compile(checkpointer=SqliteSaver(conn)), conn

@@ -248,9 +248,10 @@ def regenerate(run: str | Path, *, start_from: str = "analyze", llm: str | None 
     target, as_node = FORK_POINTS[start_from]
     folder, config, graph, conn, cfg = _open_finished(run)
     try:
-        if graph.get_state(cfg).next:
-            raise SocietasError(f"run {folder.id} is not finished",
-                                hint=f"finish it with `societas resume {folder.id}`, then regenerate")
+        waiting = graph.get_state(cfg).next
+        if waiting:
+            how = f"societas review {folder.id}" if waiting == ("human_review",) else f"societas resume {folder.id}"
+            raise SocietasError(f"run {folder.id} is not finished", hint=f"finish it with `{how}`, then regenerate")
         fork = next((s for s in graph.get_state_history(cfg) if s.next == (target,)), None)
         if fork is None:
             raise SocietasError(f"run {folder.id} has no checkpoint before {target}",

@@ -57,7 +57,7 @@ def writing_context(state: ResearchState, deps: Deps) -> WritingContext:
         run_dir=deps.run_dir,
         config=state["config"],
         notes=list(dict.fromkeys(state.get("notes", []))),
-        models={**labels, "agents_mode": "rule-based decisions; no LLM agents in this experiment"},
+        models=labels,
     )
 
 

@@ -119,6 +119,10 @@ def test_regenerate_refuses_an_unknown_fork_point_and_a_run_without_checkpoints(
     (tmp_path / "run" / "manifest.json").write_text("{}")
     with pytest.raises(SocietasError, match="no checkpoints"):
         regenerate(tmp_path / "run")
+    (tmp_path / "run" / "checkpoints.sqlite").write_bytes(b"not a database, just damage" * 40)
+    with pytest.raises(SocietasError, match="checkpoints .* cannot be read") as info:
+        regenerate(tmp_path / "run")
+    assert "\n" not in str(info.value)
 
 
 def test_regenerate_command_line(server, tmp_path):

@@ -165,6 +165,12 @@ def test_review_prompt_never_approves_on_closed_input(server, tmp_path):
     assert "waiting for your review" in done.stderr
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["status"] == "awaiting review" and manifest["final_version"] == final_before
+    from researcher.runner import regenerate  # a run waiting for its review is finished by `review`
+    from societas.errors import SocietasError
+
+    with pytest.raises(SocietasError) as info:
+        regenerate(run)
+    assert f"`societas review {run.name}`" in info.value.hint
     approved = subprocess.run(review_cmd(run), input="\ny\n", capture_output=True, text=True, timeout=300)
     assert approved.returncode == 0, approved.stdout + approved.stderr
     assert json.loads((run / "manifest.json").read_text())["status"] == "complete"
