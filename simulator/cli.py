@@ -166,6 +166,10 @@ def agents_setup(mode: str, budget: int, llm: str | None, model_path: Path | Non
 
     mode = check_agents_mode(mode)
     parse_backend(llm, model_path=model_path)  # a bad --llm fails before anything runs
+    if model_path is not None:
+        from llms.embedded import resolve_gguf
+
+        resolve_gguf(model_path)  # and so does a missing --model-path
     return AgentsSetup(mode=mode, budget=budget, llm=llm, model_path=str(model_path) if model_path else None,
                        concurrency=concurrency)
 

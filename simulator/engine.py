@@ -584,6 +584,13 @@ class Simulation:
         )
 
 
+def type_counts(compiled: CompiledScenario, params: dict[str, float] | None, population: int | None) -> list[int]:
+    """How many agents of each type a run would create, without building anything."""
+    shell = Simulation.__new__(Simulation)
+    shell._begin_run(compiled, params, 0, None, None, population)
+    return shell.type_counts
+
+
 class _ParamsCtx:
     """The context for quantities fixed at set-up: only `params.*` is visible."""
 

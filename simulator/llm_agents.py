@@ -111,31 +111,19 @@ def estimate_decisions(experiment: Experiment, compiled: CompiledScenario) -> in
     Before archetype grouping and the cache (which usually cut the calls by 5x or more), so
     `auto` errs towards the fallback; `when` conditions are ignored for the same reason.
     """
-    from simulator.engine import _ParamsCtx, _scalar
+    from simulator.engine import _ParamsCtx, type_counts
 
     total = 0.0
     steps = experiment.steps or experiment.scenario.stop.max_steps
     for cond in experiment.conditions:
         params = {**experiment.scenario.parameter_defaults(), **cond.params}
         pctx = _ParamsCtx(params)
-        n = experiment.population or _scalar(compiled.population, pctx)
-        counts = _type_counts(compiled, float(n), pctx)
+        counts = type_counts(compiled, params, experiment.population)
         for rule in llm_decide_rules(compiled):
             reach = [i for i in (rule.types or range(len(compiled.types))) if compiled.types[i].decision == "llm"]
             activation = _activation_bound(rule, pctx)
             total += sum(counts[i] for i in reach) * activation * steps * len(experiment.seeds)
     return math.ceil(total)
-
-
-def _type_counts(compiled: CompiledScenario, n: float, pctx: Any) -> list[float]:
-    from simulator.engine import _scalar
-
-    fixed = [_scalar(t.count, pctx) if t.count is not None else None for t in compiled.types]
-    if len(fixed) == 1 and fixed[0] is None:
-        return [n]
-    rest = max(n - sum(f for f in fixed if f is not None), 0.0)
-    shares = sum(t.share or 0.0 for t, f in zip(compiled.types, fixed) if f is None) or 1.0
-    return [f if f is not None else rest * (t.share or 0.0) / shares for t, f in zip(compiled.types, fixed)]
 
 
 def _activation_bound(rule: CompiledRule, pctx: Any) -> float:
@@ -150,10 +138,8 @@ def _activation_bound(rule: CompiledRule, pctx: Any) -> float:
         return 1.0
 
 
-def resolve_agents(setup: AgentsSetup | None, experiment: Experiment,
-                   compiled: CompiledScenario) -> AgentsChoice:
+def resolve_agents(setup: AgentsSetup, experiment: Experiment, compiled: CompiledScenario) -> AgentsChoice:
     """Apply `--agents-mode` and `--llm-budget` to this experiment; no server is touched."""
-    setup = setup or AgentsSetup(mode="rule")
     llm_types = [t.name for t in compiled.types if t.decision == "llm"]
     rules = llm_decide_rules(compiled)
     estimate = estimate_decisions(experiment, compiled) if rules else 0
@@ -182,10 +168,10 @@ def resolve_agents(setup: AgentsSetup | None, experiment: Experiment,
 
 
 PILOT_STEPS = 3
+PILOT_AGENTS = 10_000  # the pilot's population at most: distinct prompts hardly grow beyond it
 
 
-def estimate_calls(experiment: Experiment, compiled: CompiledScenario, *, group: bool = True,
-                   pilot_steps: int = PILOT_STEPS) -> int:
+def estimate_calls(experiment: Experiment, compiled: CompiledScenario, *, group: bool = True) -> int:
     """Server calls the LLM agents would make: distinct prompts per step, counted in a pilot.
 
     The budget is in calls, and archetype grouping is what makes LLM agents affordable, so an
@@ -193,19 +179,26 @@ def estimate_calls(experiment: Experiment, compiled: CompiledScenario, *, group:
     first condition and seed for a few steps in rule mode, renders every prompt the LLM agents
     would send (no server is asked), and extrapolates the mean calls per step to every step,
     condition and seed; the cache, which answers repeats across seeds, only lowers the real count.
+    Above `PILOT_AGENTS` agents the pilot runs that many (a full-size pilot took 24 s at 1M agents,
+    and could not run at all beyond one process's size); where nearly every prompt it saw was
+    distinct, its count is scaled up to the real population.
     """
-    from simulator.engine import Simulation
+    from simulator.engine import Simulation, type_counts
 
     steps = experiment.steps or experiment.scenario.stop.max_steps
     cond, seed = experiment.conditions[0], experiment.seeds[0]
     params = {**experiment.scenario.parameter_defaults(), **cond.params}
+    n = sum(type_counts(compiled, params, experiment.population))
+    pilot_n = min(n, PILOT_AGENTS)
     counter = _PromptCounter(group)
-    sim = Simulation(compiled, params, seed, population=experiment.population, max_steps=max(1, min(steps, pilot_steps)),
+    sim = Simulation(compiled, params, seed, population=pilot_n, max_steps=max(1, min(steps, PILOT_STEPS)),
                      policy=counter)
     with np.errstate(all="ignore"):
         for _ in range(sim.max_steps):
             sim.step()
     per_step = counter.calls / sim.max_steps
+    if pilot_n < n and counter.calls >= 0.5 * max(counter.asked, 1):  # mostly distinct: grows with the agents
+        per_step *= n / pilot_n
     return math.ceil(per_step * steps * len(experiment.conditions) * len(experiment.seeds))
 
 
@@ -569,7 +562,8 @@ class _PromptCounter(LLMDecisions):
 
     def __init__(self, group: bool) -> None:  # no client: nothing is sent
         self.group = group
-        self.calls = 0
+        self.calls = 0  # distinct prompts (every prompt when not grouping)
+        self.asked = 0  # LLM agents' decisions
         self._history = {}
         self._pending = {}
 
@@ -577,6 +571,7 @@ class _PromptCounter(LLMDecisions):
                local_values: dict[str, Any]) -> np.ndarray | None:
         positions = llm_positions(sim, rows)
         if len(positions):
+            self.asked += len(positions)
             personas, observations = self._texts(sim, rule, rows, local_values, positions)
             self.calls += len(np.unique(personas + "\x00" + observations)) if self.group else len(positions)
         return None  # the rules' fallback drives the pilot

@@ -19,6 +19,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
+from llms.cache import CACHE_FILE
 from simulator.compile import compile_scenario
 from simulator.engine import RunResult, Simulation
 from simulator.experiment import Condition, Experiment
@@ -242,7 +243,7 @@ def _agents_for(agents: AgentsSetup | None, experiment: Experiment, compiled: An
     log.info("agents: %s (%s)", choice.used, choice.reason)
     if choice.used != "llm":
         return choice, None
-    cache = agents.cache_path or (str(Path(out_dir) / "llm_cache.sqlite") if out_dir is not None else None)
+    cache = agents.cache_path or (str(Path(out_dir) / CACHE_FILE) if out_dir is not None else None)
     setup = agents.model_copy(update={"mode": "llm", "cache_path": cache})
     choice.model = start_backend(setup)
     return choice, setup

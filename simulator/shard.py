@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from simulator.compile import CompiledRule, CompiledScenario, compile_scenario
-from simulator.engine import RULE_METRICS, DecisionPolicy, RunResult, Simulation, _Ctx, _scalar
+from simulator.engine import RULE_METRICS, DecisionPolicy, RunResult, Simulation, _Ctx, _scalar, type_counts
 from simulator.expr import CompiledExpr
 from simulator.space import GridSpace
 from simulator.spec import ScenarioSpec
@@ -689,9 +689,7 @@ def _user_error(exc: Exception) -> Exception:
 
 def agent_count(compiled: CompiledScenario, params: dict[str, float] | None, population: int | None) -> int:
     """The number of agents `Simulation` would create, without building anything."""
-    shell = Simulation.__new__(Simulation)
-    shell._begin_run(compiled, params, 0, None, None, population)
-    return int(sum(shell.type_counts))
+    return int(sum(type_counts(compiled, params, population)))
 
 
 def run_sharded(spec: ScenarioSpec | dict[str, Any], params: dict[str, float] | None, seed: int, *,

@@ -237,6 +237,30 @@ def test_auto_mode_uses_llm_agents_within_the_budget_of_calls_and_the_fallback_b
     assert resolve_agents(AgentsSetup(mode="llm"), plain, compile_scenario(plain.scenario)).used == "rule"
 
 
+def test_the_pilot_runs_a_sample_of_a_large_population(monkeypatch):
+    import simulator.llm_agents as llm_agents
+    from simulator import engine
+
+    exp = experiment(population=400)
+    compiled = compile_scenario(exp.scenario)
+    full = llm_agents.estimate_calls(exp, compiled)
+    full_ungrouped = llm_agents.estimate_calls(exp, compiled, group=False)
+    built = []
+    original = engine.Simulation.__init__
+
+    def spy(self, *args, **kwargs):
+        built.append(kwargs.get("population"))
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(engine.Simulation, "__init__", spy)
+    monkeypatch.setattr(llm_agents, "PILOT_AGENTS", 100)
+    sampled = llm_agents.estimate_calls(exp, compiled)
+    ungrouped = llm_agents.estimate_calls(exp, compiled, group=False)
+    assert set(built) == {100}  # never the full 400
+    assert ungrouped == full_ungrouped == 400 * 3 * 2  # every prompt distinct: scaled up to everyone
+    assert 0 < sampled <= full  # archetypes: a sample finds (at most) the prompts the whole finds
+
+
 @pytest.mark.parametrize("use_ray", [False, True])
 def test_simulate_in_llm_mode_writes_the_decision_log_and_the_choice(tmp_path, use_ray):
     with ScriptedOpenAIServer(default=json_reply({"action": "go", "reason": "fun"})) as server:
@@ -278,6 +302,10 @@ def test_cli_agents_mode_is_checked_and_recorded_in_the_manifest(tmp_path):
     bad = societas("scenarios", "run", "voting", "--agents-mode", "magic", "--local", "--out", str(tmp_path / "x"))
     assert bad.returncode != 0 and "unknown --agents-mode 'magic'" in bad.stderr
     assert "Traceback" not in bad.stderr
+    missing = societas("scenarios", "run", "voting", "--model-path", str(tmp_path / "none.gguf"), "--local",
+                       "--out", str(tmp_path / "y"))
+    assert missing.returncode != 0 and "GGUF model file not found" in missing.stderr
+    assert not (tmp_path / "y").exists()  # refused before a run folder was made
     ok = societas("scenarios", "run", "voting", "--agents", "50", "--steps", "3", "--seeds", "2", "--local",
                   "--agents-mode", "auto", "--llm-budget", "10", "--out", str(tmp_path / "run"), "--json")
     assert ok.returncode == 0, ok.stderr
