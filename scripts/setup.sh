@@ -17,12 +17,15 @@ fi
 tex_packages="texlive-latex-base texlive-latex-recommended texlive-fonts-recommended latexmk lmodern poppler-utils"
 if ! command -v pdflatex >/dev/null || ! command -v latexmk >/dev/null || ! command -v pdftotext >/dev/null; then
   apt=""
+  tex_failed=.venv/.tex-install-failed  # one attempt per venv: no apt-get update on every later run
   if [ "$(id -u)" = 0 ]; then apt="env"; elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then apt="sudo -n env"; fi
-  if [ -n "$apt" ] && command -v apt-get >/dev/null; then
+  if [ -f "$tex_failed" ]; then
+    echo "[setup] notice: no TeX; installing it failed before (delete $tex_failed to try again)"
+  elif [ -n "$apt" ] && command -v apt-get >/dev/null; then
     echo "[setup] installing TeX for PDF reports ($tex_packages)"
     $apt DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null \
       && $apt DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $tex_packages >/dev/null \
-      || echo "[setup] notice: installing TeX failed; reports will have no PDF until it is installed"
+      || { echo "[setup] notice: installing TeX failed; reports will have no PDF until it is installed"; touch "$tex_failed"; }
   else
     echo "[setup] notice: no TeX (pdflatex, latexmk); reports will be Markdown, HTML and LaTeX without a PDF." \
          "Install: apt-get install $tex_packages"

@@ -238,11 +238,12 @@ def _run_spec(spec, param, sweep, agents, steps, seeds, out, ray_address, local,
         except BaseException as exc:  # the folder must not look complete
             folder.update_manifest(status="failed", error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
             raise
-    folder.update_manifest(status="complete", simulation=result.summary(),
-                           agents=result.summary().get("agents"))  # which decision model ran, and why
+    simulated = result.summary()
+    folder.update_manifest(status="complete", simulation=simulated,
+                           agents=simulated.get("agents"))  # which decision model ran, and why
     summary = summarize(result.final, spec.metrics)
     if as_json:
-        typer.echo(json.dumps({"out": str(folder.path), **result.summary(), "summary": summary}, indent=2))
+        typer.echo(json.dumps({"out": str(folder.path), **simulated, "summary": summary}, indent=2))
         return
     _print_summary(summary, spec.name, folder.path)
     if result.sharding is not None:

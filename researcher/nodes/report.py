@@ -274,15 +274,15 @@ def revise_report(state: ResearchState, deps: Deps) -> dict:
     sections.sort(key=lambda s: SECTION_KEYS.index(s.key) if s.key in SECTION_KEYS else len(SECTION_KEYS))
     new = report.model_copy(update={"version": version + 1, "sections": sections, "notes": report.notes + notes,
                                     "allowed_numbers": ctx.allowed_numbers()})  # a report saved before the field
-    if not by_human:
-        save_and_compile(deps.llms.researcher, new, ctx, "revise_report")
-        return {"report_version": version + 1}
-    human = state["human_feedback"]
-    atomic_write_json(report_dir(deps.run_dir, version + 1) / "human_comments.json",
-                      {"reviewed_version": version, "version": version + 1, "comments": targets,
-                       "source": human.get("source", "")})
+    if by_human:
+        human = state["human_feedback"]
+        atomic_write_json(report_dir(deps.run_dir, version + 1) / "human_comments.json",
+                          {"reviewed_version": version, "version": version + 1, "comments": targets,
+                           "source": human.get("source", "")})
     save_and_compile(deps.llms.researcher, new, ctx, "revise_report")
-    return {"report_version": version + 1, "human_feedback": {**human, "revised_to": version + 1}}
+    if by_human:
+        return {"report_version": version + 1, "human_feedback": {**human, "revised_to": version + 1}}
+    return {"report_version": version + 1}
 
 
 def best_version(reviews: list[Review]) -> int:
