@@ -43,27 +43,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import llm_throughput
 
 from llms.backends import parse_backend
-from llms.cache import ResponseCache
 from llms.client import LLMClient
 from llms.endpoints import Backend
 from simulator.catalog import load_scenario
 from simulator.compile import compile_scenario
 from simulator.engine import RunResult, Simulation
-from simulator.llm_agents import MAX_TOKENS, SAMPLING_SEED, LLMDecisions
+from simulator.llm_agents import LLMDecisions, agents_client
 from simulator.stats import mean_ci
 
 console = Console(highlight=False, markup=False, soft_wrap=True)  # key: value lines never wrap
 
 
-def agents_client(backend: Backend, cache_path: Path) -> LLMClient:
-    """The client an LLM-mode run builds (`LLMDecisions.open`), on the benchmark's shared backend."""
-    return LLMClient(backend, role="agents", cache=ResponseCache(cache_path), temperature=0.0, seed=SAMPLING_SEED,
-                     max_tokens=MAX_TOKENS)
-
-
 def run(backend: Backend, cache_path: Path, *, scenario: str, agents: int, steps: int, seed: int, group: bool,
         concurrency: int) -> tuple[RunResult, dict[str, int], float]:
-    policy = LLMDecisions(agents_client(backend, cache_path), group=group, concurrency=concurrency)
+    policy = LLMDecisions(agents_client(backend, cache_path), group=group)
     sim = Simulation(compile_scenario(load_scenario(scenario)), None, seed, population=agents, max_steps=steps,
                      policy=policy)
     started = time.perf_counter()

@@ -26,6 +26,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -385,10 +386,9 @@ class LLMDecisions:
     code, in a Ray worker or a LangGraph node) can use it whether or not a loop is running.
     """
 
-    def __init__(self, client: LLMClient, *, group: bool = True, concurrency: int | None = None) -> None:
-        self.client = client
+    def __init__(self, client: LLMClient, *, group: bool = True) -> None:
+        self.client = client  # its backend bounds the requests in flight (`--llm-concurrency`)
         self.group = group
-        self.concurrency = concurrency or client.backend.max_concurrency
         self.log = DecisionLog()
         self.counts = {"llm_agent_decisions": 0, "llm_prompts": 0, "llm_invalid": 0, "llm_failed": 0}
         self.llm_seconds = 0.0
@@ -402,16 +402,10 @@ class LLMDecisions:
     def open(cls, setup: AgentsSetup) -> LLMDecisions:
         """A policy with its own client on the setup's backend (what each Ray task builds)."""
         from llms.backends import parse_backend
-        from llms.cache import ResponseCache
-        from llms.client import LLMClient
         from llms.endpoints import Backend
 
-        spec = parse_backend(setup.llm, model_path=setup.model_path)
-        backend = Backend(spec, max_concurrency=setup.concurrency)
-        cache = ResponseCache(setup.cache_path) if setup.cache_path else None
-        client = LLMClient(backend, role="agents", cache=cache, temperature=0.0, seed=SAMPLING_SEED,
-                           max_tokens=MAX_TOKENS)
-        return cls(client, group=setup.group, concurrency=setup.concurrency)
+        backend = Backend(parse_backend(setup.llm, model_path=setup.model_path), max_concurrency=setup.concurrency)
+        return cls(agents_client(backend, setup.cache_path), group=setup.group)
 
     # -- DecisionPolicy -------------------------------------------------------------------
     def decide(self, sim: Simulation, rule: CompiledRule, rows: np.ndarray,
@@ -511,22 +505,19 @@ class LLMDecisions:
 
     # -- calls --------------------------------------------------------------------------
     async def _ask_all(self, asks: list[list[dict[str, str]]], schema: type[BaseModel]) -> list[tuple[Any, float]]:
-        """Every distinct prompt concurrently, at most `concurrency` in flight; failures are returned."""
+        """Every distinct prompt concurrently (the backend bounds how many are in flight), each
+        with its latency; failures are returned, not raised."""
         from llms.errors import LLMError
 
-        limit = asyncio.Semaphore(self.concurrency)
-
         async def one(msgs: list[dict[str, str]]) -> tuple[Any, float]:
-            async with limit:
-                t0 = time.perf_counter()
-                try:
-                    answer: Any = await self.client.acomplete(msgs, schema, role="agents", stage="agents",
-                                                              temperature=0.0, seed=SAMPLING_SEED,
-                                                              max_tokens=MAX_TOKENS)
-                except LLMError as exc:
-                    log.info("LLM agent decision failed, using the fallback: %s", exc)
-                    answer = exc
-                return answer, time.perf_counter() - t0
+            t0 = time.perf_counter()
+            try:
+                answer: Any = await self.client.acomplete(msgs, schema, role="agents", stage="agents",
+                                                          temperature=0.0, seed=SAMPLING_SEED, max_tokens=MAX_TOKENS)
+            except LLMError as exc:
+                log.info("LLM agent decision failed, using the fallback: %s", exc)
+                answer = exc
+            return answer, time.perf_counter() - t0
 
         return list(await asyncio.gather(*(one(m) for m in asks)))
 
@@ -555,6 +546,15 @@ class LLMDecisions:
             self._loop.close()
             self._loop = self._thread = None
         self.client.close()
+
+
+def agents_client(backend: Any, cache_path: str | Path | None) -> LLMClient:
+    """The LLM agents' client on ``backend``: their role, the run's cache, deterministic sampling."""
+    from llms.cache import ResponseCache
+    from llms.client import LLMClient
+
+    return LLMClient(backend, role="agents", cache=ResponseCache(cache_path) if cache_path else None,
+                     temperature=0.0, seed=SAMPLING_SEED, max_tokens=MAX_TOKENS)
 
 
 class _PromptCounter(LLMDecisions):

@@ -103,7 +103,7 @@ def test_identical_prompts_in_a_step_go_to_the_server_once(server):
 
 def test_without_grouping_every_agent_asks_and_calls_run_concurrently(server):
     spec = mood_spec()
-    policy = LLMDecisions(client_for(server.url, max_concurrency=8), group=False, concurrency=8)
+    policy = LLMDecisions(client_for(server.url, max_concurrency=8), group=False)
     run_with(policy, spec, steps=1)
     assert server.request_count == 60
     assert server.max_in_flight > 1
@@ -152,7 +152,7 @@ def test_a_server_outage_mid_step_is_retried_then_falls_back_without_losing_the_
     # One prompt answered, then the server fails every attempt at the other (3 tries), then recovers.
     script = [json_reply({"action": "up", "reason": "ok"}), http_error(500), http_error(503), http_error(500)]
     with ScriptedOpenAIServer(script, default=json_reply({"action": "up", "reason": "back"})) as server:
-        policy = LLMDecisions(client_for(server.url, max_concurrency=1), concurrency=1)
+        policy = LLMDecisions(client_for(server.url, max_concurrency=1))
         sim = Simulation(compile_scenario(mood_spec()), None, 0, max_steps=2, policy=policy)
         try:
             sim.step()
@@ -176,8 +176,7 @@ def test_the_same_seed_with_a_warm_cache_reproduces_the_run_exactly(tmp_path, mo
     answers = [json_reply({"action": a, "reason": "r"}) for a in ("go", "stay") * 200]
     cache = tmp_path / "llm_cache.sqlite"
     with ScriptedOpenAIServer(answers) as server:
-        first_policy = LLMDecisions(client_for(server.url, cache=ResponseCache(cache), max_concurrency=1),
-                                    concurrency=1)
+        first_policy = LLMDecisions(client_for(server.url, cache=ResponseCache(cache), max_concurrency=1))
         first = run_with(first_policy, spec, steps=4, seed=3, population=80)
         assert server.request_count > 0
     with ScriptedOpenAIServer(default=http_error(500)) as down:  # only the cache can answer now
