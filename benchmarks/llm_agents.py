@@ -45,10 +45,11 @@ import llm_throughput
 from llms.backends import parse_backend
 from llms.client import LLMClient
 from llms.endpoints import Backend
+from simulator.agents_backend import agents_client
 from simulator.catalog import load_scenario
 from simulator.compile import compile_scenario
 from simulator.engine import RunResult, Simulation
-from simulator.llm_agents import LLMDecisions, agents_client
+from simulator.llm_agents import LLMDecisions
 from simulator.stats import mean_ci
 
 console = Console(highlight=False, markup=False, soft_wrap=True)  # key: value lines never wrap

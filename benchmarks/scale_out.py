@@ -5,7 +5,7 @@
 
 Workload: the scale benchmark's (`_common.network_spec`): Erdős–Rényi, mean degree 10, two rules
 that update every agent every step (voter imitation of a random neighbor, DeGroot averaging),
-metrics every step. Both configurations run through `simulator.shard.ShardedRun` (1 shard = one
+metrics every step. Both configurations run through `simulator.sharding.coordinator.ShardedRun` (1 shard = one
 actor, no exchange), so they pay the same Ray overheads; seconds per step is the pace of `--steps` steps after one warm-up step: the time from the
 warm-up step's metrics reaching the coordinator to the last step's, over `--steps`; each step a
 full lockstep (segments, barrier, exchange, metrics shared out). The two runs' metrics are compared bit for bit.
@@ -32,7 +32,7 @@ import numpy as np
 import psutil
 from _common import load_line, machine_line, network_spec, now
 
-from simulator.shard import SHARD_STATES
+from simulator.sharding.planning import SHARD_STATES
 
 SEED = 0
 
@@ -42,7 +42,7 @@ def measure(spec, n: int, shards: int, steps: int, state: str = "auto") -> dict:
 
     Seconds per step: the pace from the warm-up step's metrics reaching the coordinator to the
     last step's (rounds are queued ahead, so single intervals come in bursts)."""
-    from simulator.shard import ShardedRun
+    from simulator.sharding.coordinator import ShardedRun
 
     t0 = now()
     run = ShardedRun(spec, None, SEED, shards=shards, population=n, max_steps=steps + 1, state=state)

@@ -22,7 +22,7 @@ from scipy import stats
 from reports.figures import is_ragged, plot_sweep, plot_timeseries
 from reports.models import Fact, Figure, Verdict, format_number
 from researcher.schemas import ExperimentDesign, Hypothesis, HypothesisTest, ResearchPlan
-from simulator.stats import mean_ci
+from simulator import mean_ci
 from societas.errors import SocietasError
 from societas.runs import atomic_write_text
 

@@ -10,7 +10,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-
 DEFAULT_TOPIC = "Does greater tolerance of differing opinions lead to consensus rather than polarization?"
 
 
@@ -47,9 +46,10 @@ def research_cmd(
     bib: Optional[Path] = typer.Option(None, "--bib", help="A BibTeX file the report may cite besides the shipped one."),
 ) -> None:
     """Take a topic to a reviewed report; every number in it comes from the simulation it runs."""
-    from researcher.runner import prompt_feedback, start
-    from simulator.llm_agents import check_agents_mode
+    from researcher.runner import start
     from researcher.state import ResearchConfig
+    from researcher.terminal import prompt_feedback
+    from simulator import check_agents_mode
 
     config = ResearchConfig(seeds=seeds, steps=steps, agents=agents, review_rounds=review_rounds, llm=llm,
                             agents_llm=agents_llm, reviewer_llm=reviewer_llm,
@@ -129,7 +129,8 @@ def review_cmd(
 ) -> None:
     """Shows the latest version and its review; revises only the sections you comment on."""
     from reports.human import HumanFeedback, read_comments
-    from researcher.runner import fixed_feedback, prompt_feedback, review
+    from researcher.runner import review
+    from researcher.terminal import fixed_feedback, prompt_feedback
     from societas.errors import SocietasError
 
     if comments and approve:

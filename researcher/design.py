@@ -1,4 +1,4 @@
-"""design_experiment: from a research plan to a scenario, a one-parameter sweep, seeds and steps.
+"""Designing an experiment (make_design): from a research plan to a scenario, a one-parameter sweep, seeds and steps.
 
 Prefer the library: retrieve the closest scenarios (`researcher.retrieval`), let the LLM pick one
 and map each hypothesis to a parameter and a metric, in small schemas whose fields are enums built
@@ -26,14 +26,19 @@ from llms.client import LLMClient
 from llms.errors import LLMError, LLMOutputInvalid, one_line
 from researcher.retrieval import best_matches, rank_scenarios
 from researcher.schemas import ExperimentDesign, Hypothesis, HypothesisTest, ResearchPlan
-from simulator.catalog import all_scenarios
-from simulator.compile import compile_scenario
-from simulator.engine import Simulation
-from simulator.errors import SpecError
-from simulator.experiment import Condition, Experiment
-from simulator.expr import describe_functions
-from simulator.service import smoke_run
-from simulator.spec import Parameter, ScenarioSpec, parse_spec
+from simulator import (
+    Condition,
+    Experiment,
+    Parameter,
+    ScenarioSpec,
+    Simulation,
+    SpecError,
+    all_scenarios,
+    compile_scenario,
+    describe_functions,
+    parse_spec,
+    smoke_run,
+)
 from societas.errors import SocietasError
 
 log = logging.getLogger(__name__)
@@ -55,7 +60,7 @@ GENERATE_REPAIRS = 2
 GENERATE_DEADLINE_S = 120.0  # no repair turn starts after this
 
 
-def design_experiment(
+def make_design(
     plan: ResearchPlan,
     llm: LLMClient | None,
     *,

@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 
 from researcher.schemas import ResearchPlan
-from simulator.spec import ScenarioSpec
+from simulator import ScenarioSpec
 
 K1 = 1.5
 B = 0.75

@@ -1,32 +1,24 @@
-"""Start, resume, regenerate, review and watch a research run: the graph with checkpoints, progress,
-the human in the loop, the manifest."""
+"""Start, resume, regenerate and review a research run: the graph with its checkpoints, the human in
+the loop, the manifest. What the terminal shows and asks is `researcher.terminal`."""
 
 from __future__ import annotations
 
-import json
-import logging
-import re
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from langgraph.types import Command
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 import prompts
-from reports.human import HumanFeedback, section_key
+from reports.versions import render_status, report_dir, saved_versions
 from researcher.graph import compile_graph
 from researcher.state import MAX_TOPIC_CHARS, Deps, ResearchConfig
-from researcher.writing import render_status, report_dir
+from researcher.terminal import Feedback, ProgressView
 from societas.errors import SocietasError
 from societas.runs import RunFolder, base_manifest
 
-log = logging.getLogger(__name__)
-
-Feedback = Callable[[dict[str, Any]], "HumanFeedback | None"]  # None: no answer, the run keeps waiting
 FORK_POINTS = {"analyze": ("analyze_results", "run_simulation"), "write": ("write_report", "analyze_results")}
 
 
@@ -41,43 +33,6 @@ def prepare_topic(topic: str) -> tuple[str, list[str]]:
         notes.append(f"The topic was {len(clean):,} characters long; only the first {MAX_TOPIC_CHARS:,} were used.")
         clean = clean[:MAX_TOPIC_CHARS].rsplit(" ", 1)[0]
     return clean, notes
-
-
-class ProgressView:
-    """Renders the pipeline's stream events: one line per stage, a bar while simulating."""
-
-    def __init__(self, console: Console) -> None:
-        self.console = console
-        self.bar: Progress | None = None
-        self.task = None
-
-    def __call__(self, event: dict[str, Any]) -> None:
-        stage, kind = event.get("stage", "?"), event.get("event")
-        if kind == "progress":
-            if self.bar is None:
-                self.bar = Progress(TextColumn("  simulating {task.description}"), BarColumn(), MofNCompleteColumn(),
-                                    TimeElapsedColumn(), console=self.console, transient=True)
-                self.bar.start()
-                self.task = self.bar.add_task(event.get("message", ""), total=event.get("total", 1))
-            self.bar.update(self.task, completed=event.get("done", 0), description=event.get("message", ""))
-            return
-        if self.bar is not None and kind == "end":
-            self.bar.stop()
-            self.bar = None
-        if kind == "start":
-            self.console.print(f"[bold cyan]▶ {stage}[/bold cyan]")
-        elif kind == "end":
-            tokens = event.get("tokens", {})
-            spent = tokens.get("prompt_tokens", 0) + tokens.get("completion_tokens", 0)
-            extra = f", {tokens.get('calls', 0)} LLM calls, {spent:,} tokens" if tokens.get("calls") else ""
-            self.console.print(f"[green]✓ {stage}[/green] ({event.get('seconds', 0):.1f} s{extra})")
-        elif event.get("message"):
-            self.console.print(f"  {event['message']}")
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-            self.bar = None
 
 
 def open_llms(config: ResearchConfig, folder: RunFolder):
@@ -192,21 +147,6 @@ def _execute(folder: RunFolder, state: dict | None, config: ResearchConfig, cons
     return folder
 
 
-def saved_versions(run_dir: Path) -> dict[int, int | None]:
-    """Every report version on disk with its overall review score (None when not reviewed or not scored)."""
-    found: dict[int, int | None] = {}
-    for path in (run_dir / "report").glob("v*"):
-        if not (re.fullmatch(r"v\d+", path.name) and (path / "report.json").is_file()):
-            continue
-        review = path / "review.json"
-        try:
-            scores = json.loads(review.read_text()).get("scores") if review.is_file() else None
-        except (OSError, json.JSONDecodeError):
-            scores = None
-        found[int(path.name[1:])] = (scores or {}).get("overall")
-    return dict(sorted(found.items()))
-
-
 def _finish_manifest(folder: RunFolder, final: dict, llms: Any, seconds: float) -> None:
     versions = saved_versions(folder.path)
     snapshot = llms.snapshot() if hasattr(llms, "snapshot") else {}
@@ -298,71 +238,3 @@ def review(run: str | Path, feedback: Feedback, *, console: Console | None = Non
     finally:
         conn.close()
     return _execute(folder, None, config, console, llms, feedback)
-
-
-def fixed_feedback(answer: HumanFeedback, console: Console | None = None) -> Feedback:
-    """Feedback for `--comments FILE` / `--approve`: the answer once, then approval (its revision is the
-    new version; the file has nothing more to say about it). With `console`, the request is shown."""
-    given: list[bool] = []
-
-    def respond(request: dict[str, Any]) -> HumanFeedback:
-        if given:
-            return HumanFeedback(approve=True, source=answer.source)
-        given.append(True)
-        if console is not None:
-            show_request(request, console)
-        return answer
-
-    return respond
-
-
-def show_request(request: dict[str, Any], console: Console) -> None:
-    """The version, its review (scores, failed checks, comments) and its sections, for a person to read."""
-    review = request.get("review") or {}
-    scores = review.get("scores") or {}
-    console.rule(f"Version {request['version']}: {request['title']}")
-    if scores:
-        console.print("scores: " + ", ".join(f"{k} {v}" for k, v in scores.items()))
-    failed = [c for c in review.get("checks", []) if not c.get("ok")]
-    console.print(f"checks: {len(review.get('checks', [])) - len(failed)}/{len(review.get('checks', []))} pass")
-    for c in review.get("comments", []):
-        console.print(f"  [{c.get('source', 'reviewer')}] {c.get('section')}: {c.get('comment')}", markup=False)
-    for section in request["sections"]:
-        console.print(f"\n[bold]## {section['key']}[/bold] ({section['title']})")
-        text = section["text"]
-        console.print(text[:600] + (" …" if len(text) > 600 else ""), markup=False)
-
-
-def prompt_feedback(console: Console) -> Feedback:
-    """Feedback typed at the terminal: approve, or a comment per section."""
-    def respond(request: dict[str, Any]) -> HumanFeedback:
-        show_request(request, console)
-        keys = tuple(s["key"] for s in request["sections"])
-        comments: dict[str, str] = {}
-        while True:
-            try:
-                name = console.input("\nsection to comment on (key or title; empty when done): ").strip()
-            except EOFError:  # input closed (not a terminal, or Ctrl-D): what was typed so far counts
-                break
-            if not name:
-                break
-            key = section_key(name, keys)
-            if key is None:
-                console.print("unknown section; one of: " + ", ".join(keys))
-                continue
-            try:
-                text = console.input(f"comment on {key}: ").strip()
-            except EOFError:
-                break
-            if text:
-                comments[key] = text
-        if comments:
-            return HumanFeedback(comments=comments, source="prompt")
-        # No comments: approve only when the person says so; closed input never approves by accident.
-        try:
-            answer = console.input(f"no comments: approve version {request['version']} as it is? [y/N] ")
-        except EOFError:
-            return None
-        return HumanFeedback(approve=True, source="prompt") if answer.strip().lower() in {"y", "yes"} else None
-
-    return respond

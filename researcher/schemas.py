@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from simulator.spec import Domain
+from simulator import Domain
 
 Direction = Literal["increase", "decrease", "no_effect"]
 

@@ -73,6 +73,11 @@ class ResearchState(TypedDict, total=False):
     tokens: Annotated[dict[str, dict[str, Any]], _merge]
 
 
+def human_revision_done(state: ResearchState) -> bool:
+    """The latest version is the revision a person's comments asked for."""
+    return state.get("human_feedback", {}).get("revised_to") == state.get("report_version")
+
+
 @dataclass
 class Deps:
     """What nodes need besides the state; the graph's run-time context (never checkpointed)."""

@@ -3,31 +3,30 @@
 Each section is `body` (LLM prose, which may cite facts only as `{{F3}}` placeholders) plus
 `generated` (Markdown made here from the plan, the design, the spec and the findings). Prose is
 passed through the number sanitizer before it is stored, so a model that writes a number the
-data do not contain cannot get it into a report.
+data do not contain cannot get it into a report. A version is saved by `reports.versions`; when
+LaTeX fails in a section's text, the writer rewrites that section once.
 """
 
 from __future__ import annotations
-
 
 import json
 import logging
 import platform
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import prompts
 from llms.errors import LLMOutputInvalid
 from reports.checks import strip_untraced_numbers
-from reports.html import render_html
-from reports.latex import render_latex, section_at_line
-from reports.markdown import render_markdown
-from reports.models import FACT_RE, FIGURE_RE, SECTION_KEYS, SECTION_TITLES, Report, Section
-from reports.pdf import compile_pdf, toolchain
+from reports.citations import load_bibliography, match_references
+from reports.models import FACT_RE, FIGURE_RE, SECTION_KEYS, SECTION_TITLES, Reference, Report, Section
+from reports.versions import NO_TEX_NOTICE, Rendered, save_report
 from researcher.analysis import Findings
 from researcher.schemas import ExperimentDesign, ResearchPlan
-from simulator.spec import ScenarioSpec
-from societas.runs import atomic_write_bytes, atomic_write_json, atomic_write_text
+from researcher.stage import emit
+from researcher.state import Deps, ResearchState
+from simulator import ScenarioSpec, load_spec
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +66,24 @@ class WritingContext:
         d = self.design
         design = [len(d.values), len(d.seeds), d.steps, d.population, *d.values, *d.fixed.values()]
         return sorted(set(years) | {f"{v:g}" for v in design})
+
+
+def writing_context(state: ResearchState, deps: Deps) -> WritingContext:
+    """The context write_report and revise_report share, from the state and the run folder."""
+    models = getattr(deps.llms, "describe", lambda: {})()
+    labels = {role: f"{info.get('model') or 'unknown model'} via {info.get('backend', 'unknown backend')}"
+              for role, info in models.items()}
+    return WritingContext(
+        topic=state["topic"],
+        plan=ResearchPlan.model_validate(state["plan"]),
+        design=ExperimentDesign.model_validate(state["design"]),
+        spec=load_spec(deps.run_dir / "scenario.yaml"),
+        findings=Findings.load(deps.run_dir),
+        run_dir=deps.run_dir,
+        config=state["config"],
+        notes=list(dict.fromkeys(state.get("notes", []))),
+        models=labels,
+    )
 
 
 def _bullets(items: list[str]) -> str:
@@ -243,81 +260,44 @@ def build_sections(llm, ctx: WritingContext) -> tuple[list[Section], list[str]]:
     return sections, notes
 
 
-def report_dir(run_dir: Path, version: int) -> Path:
-    return run_dir / "report" / f"v{version}"
+def references(ctx: WritingContext) -> list[Reference]:
+    """Bibliography entries (shipped, or the user's --bib) that the plan's theories or the scenario name."""
+    texts = [*ctx.plan.theories, *ctx.spec.references, ctx.spec.name.replace("_", " "), ctx.spec.title]
+    return match_references(texts, load_bibliography(ctx.config.get("bib")))
 
 
-@dataclass
-class Rendered:
-    """What one version's renderings came to; `render.json` in the version folder holds the same."""
-
-    pdf: bool
-    errors: list[str]
-    error_sections: list[str]
-    notice: str = ""
-    seconds: float = 0.0
+def assemble_report(version: int, ctx: WritingContext, sections, notes) -> Report:
+    """Version `version` of the report: the sections around the findings' facts, figures and verdicts."""
+    f = ctx.findings
+    return Report(version=version, title=ctx.plan.title, sections=sections, facts=f.facts, figures=f.figures,
+                  verdicts=f.verdicts, references=references(ctx), notes=notes,
+                  allowed_numbers=ctx.allowed_numbers())
 
 
-NO_TEX_NOTICE = ("No TeX toolchain (pdflatex) is installed, so there is no PDF: the report is in Markdown, HTML "
-                 "and LaTeX (report.tex). Install TeX (scripts/setup.sh does) and run `societas regenerate RUN` "
-                 "for a PDF.")
-
-
-def _copy_figures(report: Report, run_dir: Path, out: Path) -> dict[str, str]:
-    """Each figure's PNG beside the .tex (TeX may read nothing outside the version folder)."""
-    paths = {}
-    for fig in report.figures:
-        source = run_dir / fig.path
-        if source.is_file():
-            atomic_write_bytes(out / "figures" / f"{fig.id}.png", source.read_bytes())
-            paths[fig.id] = f"figures/{fig.id}.png"
-    return paths
-
-
-def last_good_pdf(run_dir: Path, before: int) -> Path | None:
-    """The newest report.pdf of a version older than `before`."""
-    for version in range(before - 1, 0, -1):
-        pdf = report_dir(run_dir, version) / "report.pdf"
-        if pdf.is_file():
-            return pdf
-    return None
-
-
-def save_report(report: Report, run_dir: Path) -> Rendered:
-    """report/vN/: report.json, report.md (the source of truth), report.html, report.tex and, when TeX
-    compiles it, report.pdf. Each revision gets a new N, so earlier versions stay; a node re-run
-    after a crash rewrites its own version, with the same content. A failed compile loses nothing:
-    the Markdown is written first and an older version's PDF is never touched."""
-    out = report_dir(run_dir, report.version)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "report.json", report.model_dump_json(indent=2))
-    atomic_write_text(out / "report.md", render_markdown(report))
-    atomic_write_text(out / "report.html", render_html(report, run_dir))
-    tex_source = render_latex(report, _copy_figures(report, run_dir, out))
-    atomic_write_text(out / "report.tex", tex_source)
-    (out / "report.pdf").unlink(missing_ok=True)  # a stale PDF from a crashed earlier attempt is not this text
-    if toolchain() is None:
-        rendered = Rendered(pdf=False, errors=[], error_sections=[], notice=NO_TEX_NOTICE)
-    else:
-        result = compile_pdf(out / "report.tex")
-        sections = sorted({key for line in result.error_lines if (key := section_at_line(tex_source, line))})
-        notice = ""
-        if not result.ok:
-            previous = last_good_pdf(run_dir, report.version)
-            notice = (f"The PDF of version {report.version} could not be built ({'; '.join(result.errors[:3])}); "
-                      "its Markdown, HTML and LaTeX are complete"
-                      + (f", and the last good PDF is {previous.relative_to(run_dir)}." if previous else "."))
-        rendered = Rendered(pdf=result.ok, errors=result.errors, error_sections=sections, notice=notice,
-                            seconds=result.seconds)
-    atomic_write_json(out / "render.json", asdict(rendered))
+def save_and_compile(llm, report: Report, ctx: WritingContext, stage_name: str) -> Rendered:
+    """Save every format; when LaTeX fails in a section's text, the writer rewrites that section once."""
+    rendered = save_report(report, ctx.run_dir)
+    retry = [k for k in rendered.error_sections if report.section(k) is not None and report.section(k).body]
+    if rendered.pdf or not retry:
+        _announce(stage_name, report.version, rendered)
+        return rendered
+    emit(stage_name, "LaTeX failed in " + ", ".join(retry) + "; asking the writer to rewrite once")
+    comment = ("The LaTeX compiler failed on this section (" + "; ".join(rendered.errors[:3])
+               + "). Rewrite it in plain words, without symbols or markup.")
+    sections = []
+    for section in report.sections:
+        if section.key in retry:
+            prose, _ = write_prose(llm, section.key, ctx, comment=comment, previous=section.body)
+            section = section.model_copy(update={"body": prose or section.body})
+        sections.append(section)
+    rendered = save_report(report.model_copy(update={"sections": sections}), ctx.run_dir)
+    _announce(stage_name, report.version, rendered)
     return rendered
 
 
-def render_status(run_dir: Path, version: int) -> dict:
-    """The version's render.json (empty when it was rendered before PDFs existed)."""
-    path = report_dir(run_dir, version) / "render.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
-
-
-def load_report(run_dir: Path, version: int) -> Report:
-    return Report.model_validate_json((report_dir(run_dir, version) / "report.json").read_text())
+def _announce(stage_name: str, version: int, rendered: Rendered) -> None:
+    formats = "md, html, tex" + (", pdf" if rendered.pdf else "")
+    emit(stage_name, f"version {version} at report/v{version}/ ({formats})")
+    if rendered.notice and rendered.notice != NO_TEX_NOTICE:  # no TeX: the runner says so once, at the end
+        log.warning("%s", rendered.notice)
+        emit(stage_name, rendered.notice)

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from simulator.llm_agents import DEFAULT_LLM_BUDGET
+from simulator.agents_mode import DEFAULT_LLM_BUDGET
 from societas.errors import SocietasError
 
 scenarios_app = typer.Typer(
@@ -162,7 +162,7 @@ def agents_setup(mode: str, budget: int, llm: str | None, model_path: Path | Non
                  concurrency: int | None) -> "AgentsSetup":
     """The `--agents-mode` family of options, checked (a bad mode is a one-line error)."""
     from llms.backends import parse_backend
-    from simulator.llm_agents import AgentsSetup, check_agents_mode
+    from simulator.agents_mode import AgentsSetup, check_agents_mode
 
     mode = check_agents_mode(mode)
     parse_backend(llm, model_path=model_path)  # a bad --llm fails before anything runs
@@ -201,7 +201,7 @@ def _run_spec(spec, param, sweep, agents, steps, seeds, out, ray_address, local,
     from societas.runs import RunFolder, atomic_write_json, base_manifest
 
     compile_scenario(spec)
-    from simulator.shard import SHARD_STATES
+    from simulator.sharding.planning import SHARD_STATES
 
     if shard_state not in SHARD_STATES:  # before the run folder exists
         raise SocietasError(f"unknown --shard-state {shard_state!r}", hint=f"use {', '.join(SHARD_STATES)}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from simulator.agent_prompts import check_templates
 from simulator.errors import SpecError
 from simulator.expr import Categorical, CompiledExpr, Names, SlotAllocator, compile_expr
 from simulator.spec import (
@@ -275,8 +276,6 @@ class _Compiler:
 
 def compile_scenario(spec: ScenarioSpec) -> CompiledScenario:
     """Compile every expression of a spec; raises `SpecError` naming the place of the first problem."""
-    from simulator.llm_agents import check_templates
-
     compiled = _Compiler(spec).run()
     check_templates(compiled)  # persona and observation placeholders name things that exist
     return compiled

@@ -23,9 +23,10 @@ from simulator.alloc import LARGE_POPULATION, keep_freed_memory
 from simulator.compile import CompiledRule, CompiledScenario, QUANTITY_FIELDS
 from simulator.errors import SpecError
 from simulator.expr import CompiledExpr
-from simulator.rng import Stream
+from simulator.grid import GridSpace
 from simulator.networks import build_network
-from simulator.space import GridSpace, WellMixed
+from simulator.rng import Stream
+from simulator.well_mixed import WellMixed
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ class RunResult:
     stopped_early: bool = False
     decisions: dict[str, int] = field(default_factory=dict)
     decision_log: dict[str, list] | None = None  # LLM decisions, one entry per agent (llm_agents.DecisionLog)
-    shard_state: str | None = None  # a sharded run: what each shard held (`simulator.shard.ShardedRun`)
+    shard_state: str | None = None  # a sharded run: what each shard held (`simulator.sharding.coordinator.ShardedRun`)
 
     def final(self) -> dict[str, float]:
         return dict(zip(self.metric_names, map(float, self.values[-1])))
@@ -88,7 +89,7 @@ class RunResult:
         }
 
 
-class _Ctx:
+class RowsContext:
     """An evaluation context (see `simulator.expr.EvalContext`): the rows one expression sees."""
 
     __slots__ = ("sim", "rows", "span", "partner", "rule_id", "locals", "size", "_pop")
@@ -102,7 +103,7 @@ class _Ctx:
         self.rule_id = rule_id
         self.locals: dict[str, np.ndarray | float] = {}
         self.size = sim.n if rows is None else len(rows)
-        self._pop: _Ctx | None = None
+        self._pop: RowsContext | None = None
 
     def attr(self, name: str) -> np.ndarray:
         arr = self.sim.attrs[name]
@@ -122,11 +123,11 @@ class _Ctx:
     def local(self, name: str) -> np.ndarray | float:
         return self.locals[name]
 
-    def population(self) -> "_Ctx":
+    def population(self) -> "RowsContext":
         if self.rows is None:
             return self
         if self._pop is None:
-            self._pop = _Ctx(self.sim, None, None, self.rule_id)
+            self._pop = RowsContext(self.sim, None, None, self.rule_id)
         return self._pop
 
     def ids(self) -> np.ndarray:
@@ -154,7 +155,26 @@ class _Ctx:
         return float(self.sim.space.largest_region(keys_all))
 
 
-def _scalar(expr: CompiledExpr, ctx: _Ctx) -> float:
+class ParamsContext:
+    """The context for quantities fixed at set-up: only `params.*` is visible."""
+
+    size = 1
+
+    def __init__(self, params: dict[str, float]) -> None:
+        self.params = params
+
+    def param(self, name: str) -> float:
+        return self.params[name]
+
+    def env(self, name: str) -> float:  # pragma: no cover - the compiler forbids env here
+        raise KeyError(name)
+
+    def population(self) -> ParamsContext:
+        return self
+
+
+def scalar_value(expr: CompiledExpr, ctx: RowsContext | ParamsContext) -> float:
+    """A scalar expression's value as a float (the first value, where it came out per row)."""
     v = expr(ctx)
     return float(np.asarray(v).reshape(-1)[0]) if np.ndim(v) else float(v)
 
@@ -201,7 +221,7 @@ class Simulation:
 
     # --- set-up -------------------------------------------------------------------------
     def _begin_run(self, compiled: CompiledScenario, params: dict[str, float] | None, seed: int,
-                   max_steps: int | None, policy: DecisionPolicy | None, population: int | None) -> "_ParamsCtx":
+                   max_steps: int | None, policy: DecisionPolicy | None, population: int | None) -> ParamsContext:
         """Everything but the agents and the space (shared with the shards' own constructors);
         sets the type counts and returns the parameters' context."""
         self.c = compiled
@@ -219,8 +239,8 @@ class Simulation:
         self.version = 0
         self._memo: dict = {}
         self._spans: dict[int, tuple[np.ndarray, slice]] = {}
-        pctx = _ParamsCtx(self.params)
-        n_total = population if population is not None else _scalar(compiled.population, pctx)
+        pctx = ParamsContext(self.params)
+        n_total = population if population is not None else scalar_value(compiled.population, pctx)
         self.type_counts = self._type_counts(int(round(n_total)), pctx)
         return pctx
 
@@ -233,9 +253,9 @@ class Simulation:
         self.type_slices = [slice(int(a), int(b)) for a, b in zip(cuts[:-1], cuts[1:])]
         self.type_code = np.repeat(np.arange(len(self.type_counts), dtype=np.int64), np.diff(cuts))
 
-    def _type_counts(self, n_total: int, pctx: "_ParamsCtx") -> list[int]:
+    def _type_counts(self, n_total: int, pctx: ParamsContext) -> list[int]:
         types = self.c.types
-        fixed = [int(round(_scalar(t.count, pctx))) if t.count is not None else None for t in types]
+        fixed = [int(round(scalar_value(t.count, pctx))) if t.count is not None else None for t in types]
         if len(types) == 1 and fixed[0] is None:
             return [n_total]
         if any(f is not None and f < 0 for f in fixed):
@@ -253,7 +273,7 @@ class Simulation:
             counts[i] += 1
         return [f if f is not None else c for f, c in zip(fixed, counts)]
 
-    def _check_memory(self, pctx: "_ParamsCtx", cap: bool = True) -> None:
+    def _check_memory(self, pctx: ParamsContext, cap: bool = True) -> None:
         """Refuse, before allocating, a population beyond `MAX_AGENTS` (unless ``cap`` is off: the
         builder of a partitioned run holds only the network) or beyond the free memory."""
         if cap and self.n > MAX_AGENTS:
@@ -262,7 +282,7 @@ class Simulation:
                             hint="use fewer agents, or shard the run with --shard-state partitioned")
         import psutil
 
-        degree = _scalar(self.c.space["mean_degree"], pctx) if self.spec.space.network == "erdos_renyi" else 12
+        degree = scalar_value(self.c.space["mean_degree"], pctx) if self.spec.space.network == "erdos_renyi" else 12
         need = self.n * estimate_bytes_per_agent(self.c, degree)
         avail = psutil.virtual_memory().available
         if need > 0.8 * avail:
@@ -270,9 +290,9 @@ class Simulation:
                 f"{self.n:,} agents need about {need / 2**30:.1f} GiB but only {avail / 2**30:.1f} GiB is free",
                 scenario=self.spec.name, hint="use fewer agents (--agents)")
 
-    def _build_space(self, pctx: "_ParamsCtx"):
+    def _build_space(self, pctx: ParamsContext):
         s = self.spec.space
-        q = {f: _scalar(self.c.space[f], pctx) for f in QUANTITY_FIELDS}
+        q = {f: scalar_value(self.c.space[f], pctx) for f in QUANTITY_FIELDS}
         if s.kind == "none":
             return WellMixed(self.n)
         if s.kind == "grid":
@@ -324,7 +344,7 @@ class Simulation:
             rows = np.arange(sl.start, sl.stop)  # positions (here also the ids)
             if len(rows) == 0:
                 continue
-            ctx = _Ctx(self, rows, None, RULE_INIT)
+            ctx = RowsContext(self, rows, None, RULE_INIT)
             for name, expr in t.init:
                 self._assign(name, rows, expr(ctx))
 
@@ -344,13 +364,13 @@ class Simulation:
 
     def register_span(self, rows: np.ndarray) -> None:
         """Declare ``rows`` (kept alive by the caller) a run of consecutive ids, so that reads and
-        writes of those rows are slices, not gathers (a shard's own rows, `simulator.shard`)."""
+        writes of those rows are slices, not gathers (a shard's own rows, `simulator.sharding.replicated`)."""
         if rows.size and int(rows[-1]) - int(rows[0]) + 1 == rows.size and bool(np.all(np.diff(rows) == 1)):
             self._spans[id(rows)] = (rows, slice(int(rows[0]), int(rows[-1]) + 1))
 
     def ids_of(self, rows: np.ndarray) -> np.ndarray:
         """The agent ids of rows: the rows themselves here; a shard holding only some agents
-        (`simulator.partitioned`) maps its local rows to ids, which key every draw."""
+        (`simulator.sharding.partitioned`) maps its local rows to ids, which key every draw."""
         return rows
 
     def span_of(self, rows: np.ndarray | None) -> slice | None:
@@ -396,16 +416,16 @@ class Simulation:
             self._apply_rule(rule, rows)
 
     def begin_step(self) -> None:
-        """What a step does before its rules (a shard, `simulator.shard`, then runs its rules itself)."""
+        """What a step does before its rules (a shard, `simulator.sharding`, then runs its rules itself)."""
         self.step_no += 1
         self._apply_interventions()
         self._compute_env()
 
     def _apply_interventions(self) -> None:
-        pctx = _ParamsCtx(self.params)
+        pctx = ParamsContext(self.params)
         for step, scope, name, value in self.c.interventions:
             if step == self.step_no:
-                v = _scalar(value, pctx)
+                v = scalar_value(value, pctx)
                 if scope == "params":
                     self.params[name] = v
                 else:
@@ -413,9 +433,9 @@ class Simulation:
 
     def _compute_env(self) -> None:
         self.env["step"] = float(self.step_no)
-        ctx = _Ctx(self, None, None, RULE_ENV)
+        ctx = RowsContext(self, None, None, RULE_ENV)
         for name, expr in self.c.env:
-            self.env[name] = self.env_overrides.get(name, _scalar(expr, ctx))
+            self.env[name] = self.env_overrides.get(name, scalar_value(expr, ctx))
         for name, v in self.env_overrides.items():
             self.env[name] = v
 
@@ -423,16 +443,16 @@ class Simulation:
         """The rule's acting agents: eligible types, `when` holds, activation drawn."""
         rid = rule.index + 1
         if rule.when is not None and len(rows):
-            ctx = _Ctx(self, rows, None, rid)
+            ctx = RowsContext(self, rows, None, rid)
             rows = rows[np.broadcast_to(np.asarray(rule.when(ctx), dtype=bool), rows.shape)]
         if rule.activation is not None and len(rows):
-            ctx = _Ctx(self, rows, None, rid)
+            ctx = RowsContext(self, rows, None, rid)
             p = rule.activation(ctx)
             u = self.stream(rid, SLOT_ACTIVATION).uniform(self.ids_of(rows))
             rows = rows[u < p]
         return rows
 
-    def _locals(self, rule: CompiledRule, ctx: _Ctx) -> None:
+    def _locals(self, rule: CompiledRule, ctx: RowsContext) -> None:
         for name, expr in rule.let:
             ctx.locals[name] = expr(ctx)
 
@@ -449,7 +469,7 @@ class Simulation:
             return
         # A rule that reaches every agent evaluates on whole arrays: no gathers, no CSR row copies.
         target = None if rows is self.all_ids else rows
-        ctx = _Ctx(self, target, None, rid)
+        ctx = RowsContext(self, target, None, rid)
         self._locals(rule, ctx)
         if rule.kind == "update":
             new = {a: e(ctx) for a, e in rule.effects.items()}
@@ -494,10 +514,10 @@ class Simulation:
     def _pair_effects(self, rule: CompiledRule, a: np.ndarray, b: np.ndarray) -> None:
         """Apply an interact rule's effects to disjoint pairs (a[i], b[i]), all from the old state.
 
-        Separate from the matching so that a shard (`simulator.shard`) can apply only its side.
+        Separate from the matching so that a shard (`simulator.sharding.replicated`) can apply only its side.
         """
         rid = rule.index + 1
-        ctx = _Ctx(self, a, b, rid)
+        ctx = RowsContext(self, a, b, rid)
         self._locals(rule, ctx)
         new_self = {x: e(ctx) for x, e in rule.effects.items()}
         new_other = {x: e(ctx) for x, e in rule.other_effects.items()}
@@ -506,7 +526,7 @@ class Simulation:
         for x, v in new_other.items():
             self._assign(x, b, v)
 
-    def _decide(self, rule: CompiledRule, rows: np.ndarray, ctx: _Ctx) -> None:
+    def _decide(self, rule: CompiledRule, rows: np.ndarray, ctx: RowsContext) -> None:
         rid = rule.index + 1
         k = len(rule.actions)
         choice = np.full(len(rows), -1, dtype=np.int64)
@@ -535,7 +555,7 @@ class Simulation:
             sel = choice == j
             if not sel.any() or not effects:
                 continue
-            sub = _Ctx(self, rows[sel], None, rid)
+            sub = RowsContext(self, rows[sel], None, rid)
             sub.locals = {n: (v[sel] if np.ndim(v) else v) for n, v in ctx.locals.items()}
             writes += [(a, rows[sel], e(sub)) for a, e in effects.items()]
         for a, r, v in writes:
@@ -548,13 +568,13 @@ class Simulation:
 
     # --- observation -------------------------------------------------------------------
     def measure(self) -> np.ndarray:
-        ctx = _Ctx(self, None, None, RULE_METRICS)
-        return np.array([_scalar(e, ctx) for _, e in self.c.metrics], dtype=np.float64)
+        ctx = RowsContext(self, None, None, RULE_METRICS)
+        return np.array([scalar_value(e, ctx) for _, e in self.c.metrics], dtype=np.float64)
 
     def should_stop(self) -> bool:
         if self.c.stop_when is None:
             return False
-        return bool(_scalar(self.c.stop_when, _Ctx(self, None, None, RULE_METRICS)))
+        return bool(scalar_value(self.c.stop_when, RowsContext(self, None, None, RULE_METRICS)))
 
     def run(self, on_step: Callable[[int, int], None] | None = None) -> RunResult:
         """Run to `max_steps` (or the stop condition), recording every metric every step."""
@@ -589,24 +609,6 @@ def type_counts(compiled: CompiledScenario, params: dict[str, float] | None, pop
     shell = Simulation.__new__(Simulation)
     shell._begin_run(compiled, params, 0, None, None, population)
     return shell.type_counts
-
-
-class _ParamsCtx:
-    """The context for quantities fixed at set-up: only `params.*` is visible."""
-
-    size = 1
-
-    def __init__(self, params: dict[str, float]) -> None:
-        self.params = params
-
-    def param(self, name: str) -> float:
-        return self.params[name]
-
-    def env(self, name: str) -> float:  # pragma: no cover - the compiler forbids env here
-        raise KeyError(name)
-
-    def population(self) -> "_ParamsCtx":
-        return self
 
 
 def _lattice_dims(n: int) -> dict[str, int]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,11 +19,15 @@ import numpy as np
 import pandas as pd
 
 from llms.cache import CACHE_FILE
+from simulator.agents_backend import start_backend
+from simulator.agents_mode import AgentsChoice, AgentsSetup, resolve_agents
 from simulator.compile import compile_scenario
 from simulator.engine import RunResult, Simulation
 from simulator.experiment import Condition, Experiment
-from simulator.llm_agents import AgentsChoice, AgentsSetup, LLMDecisions, resolve_agents, start_backend
-from simulator.shard import run_all_sharded, shard_count
+from simulator.llm_agents import LOG_COLUMNS, LLMDecisions
+from simulator.ray_runtime import ensure_ray
+from simulator.sharding.coordinator import run_all_sharded
+from simulator.sharding.planning import shard_count
 from simulator.spec import ScenarioSpec
 from societas.errors import SocietasError
 from societas.runs import atomic_write_bytes, atomic_write_json, atomic_write_text
@@ -101,59 +104,6 @@ def smoke_run(spec: ScenarioSpec, *, agents: int = 50, steps: int = 3, seed: int
     return result
 
 
-def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
-    """Start (or join) Ray once per process; a failure is a one-line user error."""
-    import ray
-
-    if ray.is_initialized():
-        return
-    address = address or os.environ.get("RAY_ADDRESS") or None
-    kwargs: dict[str, Any] = {
-        "include_dashboard": False,
-        "log_to_driver": False,
-        "ignore_reinit_error": True,
-        "logging_level": logging.ERROR,
-        "configure_logging": True,
-    }
-    if address:
-        _check_reachable(address)
-        kwargs["address"] = address
-    else:
-        # "local": a fresh instance of our own, even when `ray start --head` runs on this machine
-        # (plain ray.init() would join that one, and refuse num_cpus).
-        kwargs["address"] = "local"
-        kwargs["num_cpus"] = num_cpus or os.cpu_count() or 1
-    try:
-        ray.init(**kwargs)
-    except Exception as exc:  # noqa: BLE001 - Ray raises many types; all mean "could not start"
-        where = f"the cluster at {address}" if address else "a local Ray instance"
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise SocietasError(
-            f"could not start or join {where}: {first}",
-            hint="check --ray-address / RAY_ADDRESS, or run `ray stop` to clear a stale local instance",
-        ) from None
-
-
-def _check_reachable(address: str, timeout: float = 3.0) -> None:
-    """Ray retries an unreachable head for minutes; a quick TCP probe fails in seconds instead."""
-    import socket
-
-    if address == "auto":
-        return
-    hostport = address.split("://", 1)[-1]
-    host, _, port = hostport.rpartition(":")
-    if not host or not port.isdigit():
-        raise SocietasError(f"invalid Ray address {address!r}",
-                            hint="give host:port (e.g. 10.0.0.5:6379), ray://host:10001, or auto")
-    try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
-    except OSError as exc:
-        raise SocietasError(
-            f"could not start or join the cluster at {address}: {exc.strerror or exc}",
-            hint="check that the head node runs (`ray start --head`) and the address is right",
-        ) from None
-
-
 def _remote_run():
     import ray
 
@@ -175,8 +125,8 @@ def simulate(
 
     `agents` says how `decide` rules of LLM agent types are answered (`--agents-mode`); None
     keeps every agent on the rules' fallback and records no choice. `shards` splits each run
-    over that many Ray actors (`simulator.shard`; same results); None shards only runs above
-    `shard.SHARD_THRESHOLD` agents. `shard_state`: what each shard holds (`ShardedRun`'s `state`).
+    over that many Ray actors (`simulator.sharding`; same results); None shards only runs above
+    `sharding.planning.SHARD_THRESHOLD` agents. `shard_state`: what each shard holds (`ShardedRun`'s `state`).
     """
     compiled = compile_scenario(experiment.scenario)  # fail fast, in the driver, on a bad spec
     spec_data = experiment.scenario.model_dump(mode="json", by_alias=True)
@@ -251,8 +201,6 @@ def _agents_for(agents: AgentsSetup | None, experiment: Experiment, compiled: An
 
 def _decision_frame(results: list[tuple[Condition, RunResult]]) -> pd.DataFrame:
     """Every LLM decision of every run: condition, seed, agent, step, rule, prompt hash, action, reason, ..."""
-    from simulator.llm_agents import LOG_COLUMNS
-
     parts = []
     for cond, res in results:
         cols = res.decision_log or {c: [] for c in LOG_COLUMNS}

@@ -55,13 +55,13 @@ def _root(
 
 
 def _register() -> None:
-    from llms.cli import app as llm_app
-    from researcher.cli import register as register_researcher
-    from simulator.cli import register as register_simulator
+    import llms.cli
+    import researcher.cli
+    import simulator.cli
 
-    register_researcher(app)
-    app.add_typer(llm_app, name="llm", help="Check and benchmark the LLM backends.")
-    register_simulator(app)
+    researcher.cli.register(app)
+    app.add_typer(llms.cli.app, name="llm", help="Check and benchmark the LLM backends.")
+    simulator.cli.register(app)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from researcher.analysis import FINDINGS_FILE, analyze
-from researcher.nodes._stage import stage
 from researcher.schemas import ExperimentDesign, ResearchPlan
+from researcher.stage import stage
 from researcher.state import Deps, ResearchConfig, ResearchState
 
 
@@ -24,8 +24,3 @@ def analyze_results(state: ResearchState, deps: Deps) -> dict:
         update["notes"] = update["notes"] + [
             f"Some verdicts were inconclusive with {len(design.seeds)} seeds; the experiment was re-run with {len(more)}."]
     return update
-
-
-def needs_rerun(state: ResearchState) -> bool:
-    """Route back to the simulator when analyze_results just enlarged the design."""
-    return len(state["design"]["seeds"]) != len(state.get("simulation", {}).get("seeds", state["design"]["seeds"]))

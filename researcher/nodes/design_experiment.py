@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from researcher.design import design_experiment as make_design
-from researcher.nodes._stage import emit, stage
+from researcher.design import make_design
 from researcher.schemas import ResearchPlan
+from researcher.stage import emit, stage
 from researcher.state import Deps, ResearchConfig, ResearchState
 from societas.runs import atomic_write_json, atomic_write_text
 

@@ -12,9 +12,9 @@ from langgraph.types import interrupt
 
 from reports.human import HumanFeedback
 from reports.markdown import substitute
-from researcher.nodes._stage import emit
+from reports.versions import load_report
+from researcher.stage import emit
 from researcher.state import Deps, ResearchState
-from researcher.writing import load_report
 
 
 def review_request(state: ResearchState, deps: Deps) -> dict:
@@ -46,7 +46,3 @@ def human_review(state: ResearchState, runtime: Runtime[Deps]) -> dict:
                                      "source": feedback.source}}
     emit("human_review", "done", event="end", seconds=0.0, tokens={})
     return update
-
-
-def after_human_review(state: ResearchState) -> str:
-    return "finalize" if state.get("human_feedback", {}).get("approve", True) else "revise_report"

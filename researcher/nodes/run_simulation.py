@@ -8,12 +8,10 @@ LLM agents (`--agents-mode`, `--llm-budget`) use the agents' backend (`--agents-
 from __future__ import annotations
 
 from researcher.design import build_experiment
-from researcher.nodes._stage import emit, stage
 from researcher.schemas import ExperimentDesign
+from researcher.stage import emit, stage
 from researcher.state import Deps, ResearchConfig, ResearchState
-from simulator.llm_agents import AgentsSetup
-from simulator.service import simulate
-from simulator.spec import load_spec
+from simulator import AgentsSetup, load_spec, simulate
 
 
 def agents_setup(config: ResearchConfig) -> AgentsSetup:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from researcher.writing import NO_TEX_NOTICE, render_status, save_report
+from reports.versions import NO_TEX_NOTICE, render_status, save_report
 from tests.reports.test_latex import png, report
 
 

@@ -1,4 +1,4 @@
-"""design_experiment against a scripted LLM server and without an LLM: choices, fallbacks, sweeps."""
+"""make_design against a scripted LLM server and without an LLM: choices, fallbacks, sweeps."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 import researcher.design as design_module
-from researcher.design import build_experiment, design_experiment, sweep_values
+from researcher.design import build_experiment, make_design, sweep_values
 from researcher.schemas import ExperimentDesign, Hypothesis, ResearchPlan
 from simulator.catalog import all_scenarios, load_scenario
 from simulator.experiment import Experiment
@@ -72,7 +72,7 @@ def test_the_llms_valid_scenario_choice_and_mapping_are_used(server) -> None:
     server.push(json_reply({"scenario": "voter", "reason": "the voter model is about imitation of opinions"}),
                 json_reply({"parameter": "initial_share", "metric": "consensus", "testable": True}))
     events: list[str] = []
-    design, spec = design_experiment(OPINIONS, client_for(server.url), on_event=events.append)
+    design, spec = make_design(OPINIONS, client_for(server.url), on_event=events.append)
 
     assert design.scenario == spec.name == "voter" and not design.generated
     assert design.swept_parameter == "initial_share"
@@ -91,7 +91,7 @@ def test_the_llms_valid_scenario_choice_and_mapping_are_used(server) -> None:
 
 def test_an_out_of_enum_choice_falls_back_to_the_top_ranked_scenario_and_says_so(server) -> None:
     server.default = json_reply({"scenario": "schelling", "reason": "not a candidate at all"})
-    design, spec = design_experiment(OPINIONS, client_for(server.url))
+    design, spec = make_design(OPINIONS, client_for(server.url))
 
     assert design.scenario == design.candidates[0][0] == "deffuant"
     assert "scenario choice failed" in design.fallback_reason and "deffuant" in design.fallback_reason
@@ -102,8 +102,8 @@ def test_an_out_of_enum_choice_falls_back_to_the_top_ranked_scenario_and_says_so
 
 def test_an_unreachable_llm_gives_the_same_design_as_no_llm(server) -> None:
     server.default = http_error(500)
-    with_failures, _ = design_experiment(OPINIONS, client_for(server.url))
-    without, _ = design_experiment(OPINIONS, None)
+    with_failures, _ = make_design(OPINIONS, client_for(server.url))
+    without, _ = make_design(OPINIONS, None)
 
     for field in ("scenario", "swept_parameter", "values", "steps", "population", "seeds", "tests"):
         assert getattr(with_failures, field) == getattr(without, field), field
@@ -114,7 +114,7 @@ def test_an_unreachable_llm_gives_the_same_design_as_no_llm(server) -> None:
 def test_a_hypothesis_the_llm_calls_untestable_is_decided_by_text_matching(server) -> None:
     server.push(json_reply({"scenario": "deffuant", "reason": "bounded confidence is about tolerance"}),
                 json_reply({"parameter": "mu", "metric": "clusters", "testable": False}))
-    design, spec = design_experiment(OPINIONS, client_for(server.url))
+    design, spec = make_design(OPINIONS, client_for(server.url))
 
     test = design.tests[0]
     assert (test.parameter, test.metric, test.testable) == ("epsilon", "polarization", True)
@@ -130,7 +130,7 @@ def test_without_an_llm_every_hypothesis_is_mapped_or_marked_untestable() -> Non
                      hypothesis(1, "tolerance of differing views", "political fragmentation", "decrease"),
                      hypothesis(2, "convergence rate", "opinion spread"),
                      hypothesis(3, "weather", "rainfall"))
-    design, spec = design_experiment(plan, None)
+    design, spec = make_design(plan, None)
 
     assert design.scenario == "deffuant" and design.swept_parameter == "epsilon"
     h1, h2, h3 = design.tests
@@ -143,7 +143,7 @@ def test_without_an_llm_every_hypothesis_is_mapped_or_marked_untestable() -> Non
 
 def test_when_no_hypothesis_maps_the_sweep_is_exploratory_and_says_so() -> None:
     plan = make_plan("Why do neighbourhoods segregate?", "sociology", hypothesis(1, "weather", "rainfall"))
-    design, spec = design_experiment(plan, None)
+    design, spec = make_design(plan, None)
 
     assert design.scenario == "schelling" and not design.tests[0].testable
     assert design.swept_parameter == next(iter(spec.parameters))
@@ -152,7 +152,7 @@ def test_when_no_hypothesis_maps_the_sweep_is_exploratory_and_says_so() -> None:
 
 
 def test_steps_agents_and_seeds_follow_the_arguments() -> None:
-    design, spec = design_experiment(OPINIONS, None, seeds=3, steps=7, agents=123)
+    design, spec = make_design(OPINIONS, None, seeds=3, steps=7, agents=123)
     experiment = build_experiment(design, spec)
 
     assert (design.steps, design.population, design.seeds) == (7, 123, [0, 1, 2])
@@ -162,7 +162,7 @@ def test_steps_agents_and_seeds_follow_the_arguments() -> None:
 def test_population_is_capped_and_steps_default_to_the_spec() -> None:
     plan = make_plan("Does network density change epidemic size?", "demographics",
                      hypothesis(1, "network density", "epidemic size"))
-    design, spec = design_experiment(plan, None)
+    design, spec = make_design(plan, None)
 
     assert spec.population > design_module.POPULATION_CAP == design.population
     assert design.steps == spec.stop.max_steps
@@ -171,7 +171,7 @@ def test_population_is_capped_and_steps_default_to_the_spec() -> None:
 
 def test_steps_are_capped_to_the_time_budget(monkeypatch) -> None:
     monkeypatch.setattr(design_module, "TIME_BUDGET_S", 1e-3)
-    design, spec = design_experiment(OPINIONS, None)
+    design, spec = make_design(OPINIONS, None)
 
     assert design.steps == design_module.MIN_STEPS < spec.stop.max_steps
     assert "capped" in design.rationale
@@ -179,7 +179,7 @@ def test_steps_are_capped_to_the_time_budget(monkeypatch) -> None:
 
 def test_fewer_than_two_seeds_is_refused() -> None:
     with pytest.raises(SocietasError, match="at least 2 seeds"):
-        design_experiment(OPINIONS, None, seeds=1)
+        make_design(OPINIONS, None, seeds=1)
 
 
 # --- swept values ---------------------------------------------------------------------------------------
@@ -228,7 +228,7 @@ BROKEN = _spec_json(metrics={"births": "mean(births)"})  # names an attribute th
 def test_a_generated_spec_that_stays_invalid_is_repaired_then_falls_back(server) -> None:
     server.push(*[json_reply(BROKEN)] * (1 + design_module.GENERATE_REPAIRS))
     started = time.monotonic()
-    design, spec = design_experiment(OFF_TOPIC, client_for(server.url))
+    design, spec = make_design(OFF_TOPIC, client_for(server.url))
 
     assert time.monotonic() - started < 10
     assert not design.generated and design.scenario == design.candidates[0][0] == spec.name
@@ -250,7 +250,7 @@ def test_a_generated_spec_repaired_once_is_used(server) -> None:
     server.push(json_reply(BROKEN), json_reply(_spec_json()),
                 json_reply({"parameter": "rate", "metric": "mean_x", "testable": True}))
     events: list[str] = []
-    design, spec = design_experiment(OFF_TOPIC, client_for(server.url), on_event=events.append)
+    design, spec = make_design(OFF_TOPIC, client_for(server.url), on_event=events.append)
 
     assert design.generated and spec.name == design.scenario == "childcare"
     assert design.swept_parameter == "rate" and design.tests[0].testable
@@ -261,14 +261,14 @@ def test_a_generated_spec_repaired_once_is_used(server) -> None:
 
 def test_a_generated_spec_without_a_parameter_range_is_rejected(server) -> None:
     server.push(*[json_reply(_spec_json(parameters={}))] * (1 + design_module.GENERATE_REPAIRS))
-    design, _ = design_experiment(OFF_TOPIC, client_for(server.url))
+    design, _ = make_design(OFF_TOPIC, client_for(server.url))
 
     assert not design.generated and "parameter with a min and max" in design.fallback_reason
 
 
 def test_with_generation_off_the_closest_library_scenario_is_used_and_the_misfit_recorded(server) -> None:
     server.default = json_reply({"parameter": "beta", "metric": "attack_rate", "testable": True})
-    design, spec = design_experiment(OFF_TOPIC, client_for(server.url), allow_generate=False)
+    design, spec = make_design(OFF_TOPIC, client_for(server.url), allow_generate=False)
 
     assert not design.generated and spec.name == design.candidates[0][0]
     assert "no library scenario fits" in design.fallback_reason and "turned off" in design.fallback_reason
@@ -279,7 +279,7 @@ def test_with_generation_off_the_closest_library_scenario_is_used_and_the_misfit
 
 
 def test_build_experiment_names_one_condition_per_value_and_applies_fixed_parameters() -> None:
-    design, spec = design_experiment(OPINIONS, None, seeds=2)
+    design, spec = make_design(OPINIONS, None, seeds=2)
     design = design.model_copy(update={"fixed": {"mu": 0.3}})
     experiment = build_experiment(design, spec)
 
@@ -291,14 +291,14 @@ def test_build_experiment_names_one_condition_per_value_and_applies_fixed_parame
 
 
 def test_build_experiment_refuses_a_spec_of_another_scenario() -> None:
-    design, _ = design_experiment(OPINIONS, None)
+    design, _ = make_design(OPINIONS, None)
     with pytest.raises(ValueError, match="voter"):
         build_experiment(design, load_scenario("voter"))
 
 
 def test_a_population_written_as_an_expression_of_parameters_stays_one() -> None:
     spec = spec_from(population="200 * params.rate")  # 100 agents at the default rate
-    design, _ = design_experiment(make_plan("tiny", "sociology", hypothesis(1, "rate", "mean x")), None,
+    design, _ = make_design(make_plan("tiny", "sociology", hypothesis(1, "rate", "mean x")), None,
                                   library=[spec])
 
     assert design.population == 100 and design.swept_parameter == "rate"
@@ -308,7 +308,7 @@ def test_a_population_written_as_an_expression_of_parameters_stays_one() -> None
 def test_a_generation_the_server_fails_is_not_retried_and_falls_back(server) -> None:
     server.push(http_error(503))
     server.default = json_reply({"parameter": "beta", "metric": "attack_rate", "testable": True})
-    design, spec = design_experiment(OFF_TOPIC, client_for(server.url))
+    design, spec = make_design(OFF_TOPIC, client_for(server.url))
 
     generation = [i for i in range(server.request_count) if sent_schema(server, i).get("title") == "ScenarioSpec"]
     assert generation == [0]

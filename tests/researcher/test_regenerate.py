@@ -14,7 +14,8 @@ import pytest
 from rich.console import Console
 
 import researcher.nodes.run_simulation as run_simulation_node
-from researcher.runner import regenerate, saved_versions, start
+from reports.versions import saved_versions
+from researcher.runner import regenerate, start
 from researcher.state import ResearchConfig
 from societas.errors import SocietasError
 from tests.doubles.schema_server import SchemaAwareServer
@@ -140,7 +141,7 @@ def test_regenerate_command_line(server, tmp_path):
 def test_without_tex_a_run_completes_with_one_notice_and_regenerate_adds_the_pdf(server, tmp_path, monkeypatch):
     import os
 
-    from researcher.writing import NO_TEX_NOTICE
+    from reports.versions import NO_TEX_NOTICE
 
     path = os.environ["PATH"]
     monkeypatch.setenv("PATH", str(tmp_path / "no-tex-here"))  # no pdflatex, no latexmk
@@ -158,10 +159,10 @@ def test_without_tex_a_run_completes_with_one_notice_and_regenerate_adds_the_pdf
 
 def test_a_latex_error_in_a_section_goes_back_to_the_writer_once(server, tmp_path, monkeypatch):
     """TeX here is a stand-in that fails the first compile in the Results section, as a real error would."""
-    import researcher.writing as writing
+    import reports.versions as versions
     from reports.pdf import CompileResult
 
-    real, calls = writing.compile_pdf, []
+    real, calls = versions.compile_pdf, []
 
     def failing_once(tex_path, *args, **kw):
         calls.append(tex_path)
@@ -170,7 +171,7 @@ def test_a_latex_error_in_a_section_goes_back_to_the_writer_once(server, tmp_pat
         line = Path(tex_path).read_text().splitlines().index("%% section: results") + 3
         return CompileResult(ok=False, errors=[f"line {line}: Undefined control sequence"], error_lines=[line])
 
-    monkeypatch.setattr(writing, "compile_pdf", failing_once)
+    monkeypatch.setattr(versions, "compile_pdf", failing_once)
     sent = len(server.requests)
     folder = start(TOPIC, config(server, review_rounds=0), out=tmp_path / "run", console=quiet()[0])
     asked = [m["content"] for body in server.requests[sent:] for m in body["messages"]

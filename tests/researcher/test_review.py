@@ -16,7 +16,8 @@ import pytest
 from rich.console import Console
 
 from reports.human import HumanFeedback
-from researcher.runner import saved_versions, start
+from reports.versions import saved_versions
+from researcher.runner import start
 from researcher.state import ResearchConfig
 from tests.doubles.schema_server import SchemaAwareServer
 from tests.doubles.scripted_openai_server import reply

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from researcher.nodes._stage import stage
+from researcher.stage import stage
 
 
 class CountingAccounting:

@@ -41,7 +41,7 @@ def test_limitations_say_which_decision_model_drove_the_agents(tmp_path):
 
 def test_a_low_score_without_comments_points_the_revision_at_the_weakest_dimension():
     from reports.models import RubricScores, SectionComment
-    from researcher.nodes.report import rubric_comments
+    from researcher.reviewing import rubric_comments
 
     low = RubricScores(soundness=3, insight=2, structure=4, content=2, utility=3, overall=2)
     [comment] = rubric_comments(low, [], bar=4)

@@ -10,9 +10,10 @@ import pytest
 
 from simulator.catalog import load_scenario
 from simulator.compile import compile_scenario
-from simulator.engine import Simulation, _Ctx
+from simulator.engine import RowsContext, Simulation
 from simulator.expr import Names, compile_expr
-from simulator.space import GridSpace, _NeighborLists
+from simulator.grid import GridSpace
+from simulator.space import NeighborLists
 from tests.simulator.helpers import spec_from
 
 
@@ -116,7 +117,7 @@ def test_memoized_values_are_not_shared_with_callers():
     compiled = compile_scenario(spec)
     sim = Simulation(compiled, None, 0, population=50)
     expr = compile_expr("neighbor_sum(x)", Names(attributes=compiled.attributes))
-    ctx = _Ctx(sim, None)
+    ctx = RowsContext(sim, None)
     first = expr(ctx)
     first[:] = -1.0  # a caller may write to what it gets
     second = expr(ctx)
@@ -128,7 +129,7 @@ def test_memoized_values_are_not_shared_with_callers():
 
 
 def _csr(space, values, op, rows):
-    return _NeighborLists.neighbor_reduce(space, values, op, rows)
+    return NeighborLists.neighbor_reduce(space, values, op, rows)
 
 
 def _bits(a):
@@ -168,7 +169,7 @@ def test_grid_stencil_matches_neighbor_lists(torus, neighborhood, shape):
                         want = _csr(space, values, op, rows)
                         assert got.dtype == np.float64 and got.shape == want.shape
                         assert np.array_equal(_bits(got), _bits(want)), (name, op, n)
-            assert np.array_equal(space.degree(), _NeighborLists.degree(space))
+            assert np.array_equal(space.degree(), NeighborLists.degree(space))
             # After a move the stencil's occupancy and the lists are rebuilt.
             empty = np.flatnonzero(space.occupant < 0)
             if n and empty.size:

@@ -22,12 +22,8 @@ from simulator.catalog import load_scenario
 from simulator.compile import compile_scenario
 from simulator.engine import Simulation
 from simulator.experiment import Condition, Experiment
-from simulator.llm_agents import (
-    AgentsSetup,
-    LLMDecisions,
-    decision_schema,
-    resolve_agents,
-)
+from simulator.agents_mode import AgentsSetup, resolve_agents
+from simulator.llm_agents import LLMDecisions, decision_schema
 from simulator.service import simulate
 from societas.errors import SocietasError
 from tests.doubles.scripted_openai_server import (
@@ -237,13 +233,13 @@ def test_auto_mode_uses_llm_agents_within_the_budget_of_calls_and_the_fallback_b
 
 
 def test_the_pilot_runs_a_sample_of_a_large_population(monkeypatch):
-    import simulator.llm_agents as llm_agents
+    import simulator.agents_mode as agents_mode
     from simulator import engine
 
     exp = experiment(population=400)
     compiled = compile_scenario(exp.scenario)
-    full = llm_agents.estimate_calls(exp, compiled)
-    full_ungrouped = llm_agents.estimate_calls(exp, compiled, group=False)
+    full = agents_mode.estimate_calls(exp, compiled)
+    full_ungrouped = agents_mode.estimate_calls(exp, compiled, group=False)
     built = []
     original = engine.Simulation.__init__
 
@@ -252,9 +248,9 @@ def test_the_pilot_runs_a_sample_of_a_large_population(monkeypatch):
         original(self, *args, **kwargs)
 
     monkeypatch.setattr(engine.Simulation, "__init__", spy)
-    monkeypatch.setattr(llm_agents, "PILOT_AGENTS", 100)
-    sampled = llm_agents.estimate_calls(exp, compiled)
-    ungrouped = llm_agents.estimate_calls(exp, compiled, group=False)
+    monkeypatch.setattr(agents_mode, "PILOT_AGENTS", 100)
+    sampled = agents_mode.estimate_calls(exp, compiled)
+    ungrouped = agents_mode.estimate_calls(exp, compiled, group=False)
     assert set(built) == {100}  # never the full 400
     assert ungrouped == full_ungrouped == 400 * 3 * 2  # every prompt distinct: scaled up to everyone
     assert 0 < sampled <= full  # archetypes: a sample finds (at most) the prompts the whole finds

@@ -47,7 +47,7 @@ def test_a_bad_condition_is_refused_before_any_run():
 def test_unreachable_ray_cluster_is_a_one_line_error(monkeypatch):
     import ray
 
-    from simulator.service import ensure_ray
+    from simulator.ray_runtime import ensure_ray
     from societas.errors import SocietasError
 
     if ray.is_initialized():

@@ -21,15 +21,16 @@ from simulator.compile import compile_scenario
 from simulator.engine import Simulation
 from simulator.experiment import Condition, Experiment
 from simulator.spec import ScenarioSpec
-from simulator.partitioned import PARTITION_HALO_BELOW, expected_halo_share, partition_blocker
-from simulator.shard import (
-    ShardedRun,
+from simulator.sharding.actors import start_shards
+from simulator.sharding.coordinator import ShardedRun, run_sharded
+from simulator.sharding.planning import (
+    PARTITION_HALO_BELOW,
+    expected_halo_share,
     partition,
+    partition_blocker,
     plan_segments,
-    run_sharded,
     segment_writes,
     shard_count,
-    start_shards,
 )
 from societas.errors import SocietasError
 from tests.simulator.helpers import spec_from

@@ -10,8 +10,10 @@ import scipy.sparse as sp
 
 from simulator import networks
 from simulator.errors import SpecError
+from simulator.grid import GridSpace
 from simulator.networks import build_network
-from simulator.space import GridSpace, NetworkSpace, Space, WellMixed
+from simulator.space import NetworkSpace, Space
+from simulator.well_mixed import WellMixed
 
 NAN = float("nan")
 

@@ -1,6 +1,6 @@
 """A shard that holds only its own agents and their neighbors (halo), not the whole population.
 
-Why: in the replicated mode (`simulator.shard.ShardSimulation`) every shard keeps the whole state,
+Why: in the replicated mode (`simulator.sharding.replicated`) every shard keeps the whole state,
 so sharding divides the work but not the memory, and every write goes to every shard. Where a
 step only ever looks past an agent's own row through its network neighbors, a shard needs no
 more than its own rows plus the rows of their neighbors owned elsewhere; after each phase it
@@ -15,83 +15,21 @@ neighbor list keeps its global order: sums and random picks see the same values 
 order. Draws are keyed by global id (`ids_of`). The network is built from the seed exactly as in
 one process, then cut down to the owned rows.
 
-`partition_blocker` says which scenarios qualify; the others run replicated.
+`simulator.sharding.planning.partition_blocker` says which scenarios qualify; the others run replicated.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 
 from simulator.alloc import LARGE_POPULATION, keep_freed_memory
-from simulator.compile import QUANTITY_FIELDS, CompiledScenario
-from simulator.engine import Simulation, _ParamsCtx, _scalar
-from simulator.shard import checkpoint_state, population_read, restore_shared, rule_exprs
+from simulator.compile import CompiledScenario
+from simulator.engine import Simulation
+from simulator.sharding.checkpoints import checkpoint_state, restore_shared
+from simulator.sharding.planning import neighbor_read, population_read
 from simulator.space import NetworkSpace
-
-LOCAL_RULES = ("update", "transition", "decide")
-
-
-def partition_blocker(compiled: CompiledScenario, has_policy: bool = False) -> str | None:
-    """Why this scenario needs every agent on every shard, or None when a halo is enough."""
-    if has_policy:
-        return "LLM agents may look at any agent"
-    if compiled.spec.space.kind != "network":
-        return f"space {compiled.spec.space.kind!r}: only a network bounds who reads whom"
-    for rule in compiled.rules:
-        if rule.kind not in LOCAL_RULES:
-            return f"rule {rule.name!r} ({rule.kind}) pairs or places agents across the population"
-        if any(e.uses_aggregates or e.reads_other for e in rule_exprs(rule)):
-            return f"rule {rule.name!r} reads a population aggregate"
-    for name, e in compiled.env:
-        if e.uses_aggregates or e.uses_neighbors:
-            return f"environment {name!r} reads the population"
-    for t in compiled.types:
-        if any(e.uses_aggregates or e.uses_neighbors for _, e in t.init):
-            return f"agent type {t.name!r} starts from population values"
-    for name, e in [*compiled.metrics, ("stop.when", compiled.stop_when)]:
-        if e is not None and e.uses_neighbors:
-            return f"{'metric ' + repr(name) if name != 'stop.when' else 'the stop condition'} needs the network"
-    return None
-
-
-# `auto` partitions when a shard would mirror at most this share of the other shards' agents (its
-# halo). Above it the halo is most of the population anyway: each shard would hold nearly
-# everyone, and gathering the halo rows costs more than sending whole slices (measured: on
-# Erdős–Rényi, mean degree 10, two shards mirror 99 % and the partitioned step is slower).
-PARTITION_HALO_BELOW = 0.5
-
-
-def expected_halo_share(compiled: CompiledScenario, params: dict[str, float] | None, n: int, k: int) -> float:
-    """About what share of the other shards' agents one of ``k`` partitioned shards would mirror,
-    from the network's kind alone, before building it.
-
-    Links to random agents ("far" links, mean ``d`` per agent) put a given agent of another shard
-    in this shard's halo with probability about 1 - exp(-d / k); lattices, rings and the blocks of
-    a block model link agents with nearby ids, which contiguous id ranges keep together.
-    """
-    space = compiled.spec.space
-    pctx = _ParamsCtx({**compiled.spec.parameter_defaults(), **(params or {})})
-    q = {f: _scalar(compiled.space[f], pctx) for f in QUANTITY_FIELDS}
-    far = {
-        "erdos_renyi": lambda: q["mean_degree"],
-        "barabasi_albert": lambda: 2 * q["m"],
-        "watts_strogatz": lambda: q["rewire"] * q["k"],
-        "stochastic_block": lambda: q["p_out"] * n,
-        "lattice": lambda: 0.0,
-    }.get(space.network, lambda: float(n))()
-    return 1 - math.exp(-far / k)
-
-
-def neighbor_read(compiled: CompiledScenario) -> frozenset[str]:
-    """Attributes read through neighbor functions: what a halo carries."""
-    out: set[str] = set()
-    for rule in compiled.rules:
-        for e in rule_exprs(rule):
-            out |= e.reads_all
-    return frozenset(out)
 
 
 class _Population(Simulation):
@@ -113,7 +51,7 @@ def cut_network(compiled: CompiledScenario, params: dict[str, float] | None, see
 
     A piece holds a shard's rows in local numbering (its halo below and above its own ids, all
     in global id order, so each neighbor list keeps its order), its neighbor lists, and who sends
-    it which rows. Built once (as a Ray task, `simulator.shard.ShardedRun`), so that no shard
+    it which rows. Built once (as a Ray task, `simulator.sharding.coordinator.ShardedRun`), so that no shard
     ever holds the whole network.
     """
     shell = Simulation.__new__(Simulation)  # enough of one to build the space
