@@ -40,6 +40,23 @@ fi
 echo "[setup] installing societas and its dependencies (first time: llama-cpp-python builds from source, ~5 min)"
 .venv/bin/python -m pip install --quiet --upgrade pip
 export CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}
-.venv/bin/python -m pip install --quiet --progress-bar off -e ".[dev]"
+
+# llama.cpp is built for AVX2, not for this CPU (-march=native): a VM can advertise AMX without
+# letting a process use it, and a native build then dies with SIGILL (`tilezero`) on the first
+# prompt. The wheel is built once into a cache keyed by these flags, so a fresh venv (CI's) reuses
+# it and pip's own wheel cache can never hand back a native build.
+llama_flags="-DGGML_NATIVE=OFF -DGGML_SSE42=ON -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_BMI2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
+llama_wheels="${XDG_CACHE_HOME:-$HOME/.cache}/societas/llama-wheels/$(echo "$llama_flags" | sha256sum | cut -c1-12)"
+if ! ls "$llama_wheels"/llama_cpp_python-*.whl >/dev/null 2>&1; then
+  echo "[setup] building llama-cpp-python for AVX2 (once; about 5-10 minutes on 2 cores)"
+  CMAKE_ARGS="$llama_flags" .venv/bin/python -m pip wheel --quiet --no-deps --no-cache-dir \
+    --no-binary llama-cpp-python --wheel-dir "$llama_wheels" "llama-cpp-python>=0.3.2"
+fi
+if [ "$(cat .venv/.llama-build 2>/dev/null)" != "$llama_wheels" ]; then
+  .venv/bin/python -m pip install --quiet --progress-bar off --force-reinstall --no-deps \
+    "$(ls "$llama_wheels"/llama_cpp_python-*.whl | sort -V | tail -1)"
+  echo "$llama_wheels" > .venv/.llama-build
+fi
+.venv/bin/python -m pip install --quiet --progress-bar off --find-links "$llama_wheels" -e ".[dev]"
 echo "$want" > "$stamp"
 echo "[setup] done"
