@@ -12,8 +12,7 @@ this package too, and must not pay for the openai SDK.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from societas.lazy import lazy_getattr
 
 _EXPORTS = {
     "ROLES": "llms.accounting",
@@ -40,10 +39,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'llms' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _EXPORTS, globals())

@@ -138,6 +138,23 @@ def _normalize_url(url: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
 
 
+# What a remote server is assumed to hold when SOCIETAS_LLM_CONTEXT does not say: the models one
+# serves behind --llm today (Qwen2.5, Llama 3.1, GPT-4o mini) take at least 32k tokens, and prompts
+# sized for it stay far below the 128k many offer. A smaller server needs the variable set.
+DEFAULT_REMOTE_CONTEXT = 32768
+
+
+def remote_context_tokens() -> int:
+    """The context size of a server this package did not start: `SOCIETAS_LLM_CONTEXT`, else the default."""
+    raw = os.environ.get("SOCIETAS_LLM_CONTEXT", "").strip()
+    if not raw:
+        return DEFAULT_REMOTE_CONTEXT
+    if not raw.isdigit() or int(raw) < 1024:
+        raise ConfigError(f"SOCIETAS_LLM_CONTEXT={raw!r} is not a context size in tokens",
+                          hint="set it to the server's context length, e.g. 32768 (at least 1024)")
+    return int(raw)
+
+
 def api_key_for(spec: BackendSpec, url: str) -> str:
     """The key to send to `url`: from the environment, else a placeholder where none is needed."""
     for var in KEY_ENV_VARS:

@@ -91,6 +91,11 @@ class LLMClient:
     def model(self) -> str | None:
         return self.backend.served_model
 
+    @property
+    def context_tokens(self) -> int:
+        """How many tokens (prompt and answer) the backend's model holds: writers size prompts to it."""
+        return self.backend.context_tokens
+
     # -- the public calls -------------------------------------------------------------
 
     @overload
@@ -121,8 +126,8 @@ class LLMClient:
         try:
             while not call.exchange.accept(self._send(call)):
                 self.accounting.add(call.role, call.stage, repairs=1)
-        except Exception:
-            self.accounting.add(call.role, call.stage, failures=1)
+        except Exception as exc:
+            self.accounting.add(call.role, call.stage, failures=1, lost=int(isinstance(exc, LLMUnavailable)))
             raise
         return self._finish(call)
 
@@ -145,8 +150,8 @@ class LLMClient:
         try:
             while not call.exchange.accept(await self._asend(call)):
                 self.accounting.add(call.role, call.stage, repairs=1)
-        except Exception:
-            self.accounting.add(call.role, call.stage, failures=1)
+        except Exception as exc:
+            self.accounting.add(call.role, call.stage, failures=1, lost=int(isinstance(exc, LLMUnavailable)))
             raise
         return self._finish(call)
 
@@ -246,6 +251,7 @@ class LLMClient:
                     with _tracked(self.backend, endpoint):
                         if endpoint.model is None and self.backend.model is None:
                             endpoint.model = _first_model(endpoint.sync.models.list())
+                        self.accounting.add(call.role, call.stage, sent=1)
                         started = time.perf_counter()
                         response = endpoint.sync.chat.completions.create(**self._request_kwargs(call, endpoint))
                         return self._reply(call, response, time.perf_counter() - started)
@@ -259,11 +265,12 @@ class LLMClient:
                 with attempt:
                     if not self.backend.ready:  # starting a server blocks: keep it off the loop
                         await asyncio.to_thread(self.backend.start)
-                    endpoint = self.backend.pick()
-                    with _tracked(self.backend, endpoint):
-                        async with self.backend.limit():
+                    async with self.backend.limit():
+                        endpoint = self.backend.pick()
+                        with _tracked(self.backend, endpoint):
                             if endpoint.model is None and self.backend.model is None:
                                 endpoint.model = _first_model(await endpoint.aio.models.list())
+                            self.accounting.add(call.role, call.stage, sent=1)
                             started = time.perf_counter()
                             response = await endpoint.aio.chat.completions.create(**self._request_kwargs(call, endpoint))
                             return self._reply(call, response, time.perf_counter() - started)
@@ -340,9 +347,11 @@ class _Call:
 
 @contextmanager
 def _tracked(backend: Backend, endpoint: Endpoint) -> Iterator[None]:
-    """Marks an endpoint failed on a transient fault (round robin skips it) or healthy on success."""
+    """One request on `endpoint`: marked in flight meanwhile, then failed on a transient fault
+    (round robin skips it) or healthy on success."""
     try:
-        yield
+        with backend.in_flight(endpoint):
+            yield
     except Exception as exc:
         if is_transient(exc):
             backend.mark_failed(endpoint, connection=isinstance(exc, openai.APIConnectionError))

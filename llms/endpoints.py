@@ -15,18 +15,26 @@ import threading
 import time
 import weakref
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
 from openai import AsyncOpenAI, OpenAI, Timeout
 
-from llms.backends import BackendSpec, Dialect, Kind, api_key_for
-from llms.embedded import embedded_launches, model_key, resolve_gguf
-from llms.server import ManagedServer
+from llms.backends import BackendSpec, Dialect, Kind, api_key_for, remote_context_tokens
+from llms.embedded import N_CTX, embedded_launches, model_key, resolve_gguf
+from llms.errors import LLMUnavailable
+from llms.health import Probe, connect_timeout, first_byte_timeout, probe
+from llms.server import ManagedServer, ServerState
 from llms.vllm import vllm_launch
 
 log = logging.getLogger(__name__)
 
 FAILED_COOLDOWN_S = 5.0  # an endpoint that just failed is skipped this long
+# How long one request may take. A server we manage queues requests while it serves other
+# commands, and drops the connection at once if it dies, so waiting long on it is no fault
+# (cutting a queued request off only sends it again, to the back of the queue).
+MANAGED_TIMEOUT_S = 600.0
+REMOTE_TIMEOUT_S = 120.0
 DEFAULT_CONCURRENCY = {Kind.EMBEDDED: 4, Kind.VLLM: 64, Kind.URL: 64, Kind.OPENAI: 16}
 
 
@@ -39,13 +47,14 @@ class Endpoint:
     timeout: float
     failed_at: float | None = None
     model: str | None = None  # discovered from /v1/models when the spec names none
+    managed: tuple[ManagedServer, ServerState] | None = None  # the server behind it, if we started it
     _sync: OpenAI | None = field(default=None, repr=False)
     _async: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncOpenAI]" = field(
         default_factory=weakref.WeakKeyDictionary, repr=False
     )
 
     def _timeout(self) -> Timeout:
-        return Timeout(self.timeout, connect=min(self.timeout, 10.0))
+        return Timeout(self.timeout, connect=min(self.timeout, connect_timeout()))
 
     @property
     def sync(self) -> OpenAI:
@@ -88,12 +97,15 @@ class Backend:
     ) -> None:
         self.spec = spec
         self.dialect: Dialect = spec.effective_dialect
-        self.timeout = timeout or float(os.environ.get("SOCIETAS_LLM_TIMEOUT") or 120.0)
+        default_timeout = MANAGED_TIMEOUT_S if spec.managed else REMOTE_TIMEOUT_S
+        self.timeout = timeout or float(os.environ.get("SOCIETAS_LLM_TIMEOUT") or default_timeout)
         env_limit = os.environ.get("SOCIETAS_LLM_CONCURRENCY")
         self.max_concurrency = max_concurrency or int(env_limit or DEFAULT_CONCURRENCY[spec.kind])
         self.servers: list[ManagedServer] = []
         self.model: str | None = spec.model
         self.model_key: str = spec.model or ",".join(spec.urls)
+        # Prompts are sized to it: the embedded server's own n_ctx, else what the user says a remote holds.
+        self.context_tokens: int = N_CTX if spec.kind is Kind.EMBEDDED else remote_context_tokens()
         if spec.kind is Kind.EMBEDDED:
             gguf = resolve_gguf(spec.model_path)  # a missing file fails now, not at the first call
             launches = embedded_launches(gguf)
@@ -133,7 +145,9 @@ class Backend:
         return self._started and not self.needs_recheck
 
     def start(self) -> None:
-        """Idempotent and thread-safe; starts (or finds) the managed servers on first use."""
+        """Idempotent and thread-safe; starts (or finds) the managed servers on first use, and
+        probes the others: a server that accepts connections but answers nothing is one
+        `LLMUnavailable` within the connect and first-byte timeouts, not a hang per retry."""
         if self._started and not self.needs_recheck:
             return
         with self._lock:
@@ -141,13 +155,30 @@ class Backend:
                 return
             if self.servers:
                 with ThreadPoolExecutor(len(self.servers)) as pool:  # replicas load in parallel
-                    urls = [state.base_url for state in pool.map(ManagedServer.ensure, self.servers)]
-                if urls != [ep.base_url for ep in self._endpoints]:
-                    self._set_endpoints(urls)
-            elif not self._endpoints:
-                self._set_endpoints(list(self.spec.urls))
+                    states = list(pool.map(ManagedServer.ensure, self.servers))
+                if [state.base_url for state in states] != [ep.base_url for ep in self._endpoints]:
+                    self._set_endpoints([state.base_url for state in states])
+                for endpoint, server, state in zip(self._endpoints, self.servers, states):
+                    endpoint.managed = (server, state)
+            else:
+                if not self._endpoints:
+                    self._set_endpoints(list(self.spec.urls))
+                self._probe_endpoints()
             self._started = True
             self.needs_recheck = False
+
+    def _probe_endpoints(self) -> None:
+        with ThreadPoolExecutor(len(self._endpoints)) as pool:
+            probes = list(pool.map(probe, [ep.base_url for ep in self._endpoints]))
+        silent = [ep for ep, result in zip(self._endpoints, probes) if result is Probe.SILENT]
+        for endpoint in silent:
+            endpoint.failed_at = time.monotonic()  # round robin skips it for a while
+        if len(silent) == len(self._endpoints):
+            raise LLMUnavailable(
+                f"LLM backend {self.label} accepted the connection but answered nothing within "
+                f"{first_byte_timeout():g} s",
+                hint="check that the server is up and not overloaded; SOCIETAS_LLM_FIRST_BYTE_TIMEOUT sets the limit",
+            )
 
     def _set_endpoints(self, urls: list[str]) -> None:
         for old in self._endpoints:
@@ -166,10 +197,17 @@ class Backend:
             # all failed recently: the one that failed longest ago is the best bet
             return min(self._endpoints, key=lambda ep: ep.failed_at or 0.0)
 
+    def in_flight(self, endpoint: Endpoint) -> AbstractContextManager[None]:
+        """Around one request: tells other commands that share a managed server it is busy."""
+        if endpoint.managed is None:
+            return nullcontext()
+        server, state = endpoint.managed
+        return server.in_flight(state)
+
     def mark_failed(self, endpoint: Endpoint, *, connection: bool) -> None:
         endpoint.failed_at = time.monotonic()
-        if connection and self.servers:
-            self.needs_recheck = True  # a server may have died or been stopped: re-ensure them
+        if connection:
+            self.needs_recheck = True  # a server may have died, hung or been stopped: look again
 
     def mark_ok(self, endpoint: Endpoint) -> None:
         endpoint.failed_at = None

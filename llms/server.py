@@ -3,9 +3,16 @@
 A server is identified by a key (its kind and what it serves). Its state file
 `<cache>/servers/<key>.json` (pid, port, model) says where a running one listens; a file
 lock serialises start-up across processes, so two commands never start the same server
-twice. A state file whose process is dead or whose port does not answer is stale and is
-replaced. The process is a detached `llms.watchdog` that owns the server and stops it when
+twice. The process is a detached `llms.watchdog` that owns the server and stops it when
 idle (`SOCIETAS_LLM_IDLE_SECONDS`, default 30 min) or on `societas llm stop`.
+
+Liveness never asks the model: llama-cpp-python answers nothing that needs the model (its
+`/v1/models` included) while it generates. A server is alive while its process is and either
+its HTTP loop answers (`llms.health.probe`) or some command has a request in flight on it
+(one marker file per client process in `<key>.busy/`, see `ManagedServer.in_flight`). It is
+replaced only when its process is gone, or when it has answered nothing for
+`SOCIETAS_LLM_STALE_SECONDS` (default 60) with no request in flight. A requested port is
+checked before anything is stopped.
 """
 
 from __future__ import annotations
@@ -19,8 +26,10 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -31,10 +40,15 @@ import psutil
 from filelock import FileLock, Timeout
 
 from llms.errors import ConfigError, LLMUnavailable, one_line
+from llms.health import Probe, probe
 
 log = logging.getLogger(__name__)
 
 DEFAULT_IDLE_SECONDS = 1800.0
+DEFAULT_STALE_SECONDS = 60.0
+# A request marker untouched this long belongs to a frozen client: every request ends (answered
+# or timed out, SOCIETAS_LLM_TIMEOUT) well within it, and each one that starts or ends touches it.
+MARKER_MAX_AGE_S = 3600.0
 HOST = "127.0.0.1"
 PORT_PLACEHOLDER = "{port}"
 
@@ -163,7 +177,63 @@ def _process(state: ServerState) -> psutil.Process | None:
 
 
 def is_healthy(state: ServerState) -> bool:
-    return _process(state) is not None and answers(state.port)
+    """Its process lives and its HTTP loop answers (true while it generates, unlike `answers`)."""
+    return _process(state) is not None and probe(state.base_url) is Probe.ANSWERS
+
+
+# -- requests in flight: one marker file per client process and server ----------------------
+
+_in_flight_counts: dict[Path, int] = {}
+_in_flight_lock = threading.Lock()
+
+
+def _markers_dir(state_path: Path) -> Path:
+    return state_path.with_suffix(".busy")
+
+
+@contextmanager
+def _in_flight(state_path: Path, state: ServerState) -> Iterator[None]:
+    """Marks one request of this process in flight on `state`'s server (so no one replaces it)."""
+    marker = _markers_dir(state_path) / f"{os.getpid()}-{state.pid}"
+    with _in_flight_lock:
+        _in_flight_counts[marker] = _in_flight_counts.get(marker, 0) + 1
+        _touch(marker)
+    try:
+        yield
+    finally:
+        with _in_flight_lock:
+            count = _in_flight_counts.pop(marker) - 1
+            if count:
+                _in_flight_counts[marker] = count
+                _touch(marker)
+            else:
+                marker.unlink(missing_ok=True)
+
+
+def _touch(marker: Path) -> None:
+    try:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.touch()
+    except OSError:
+        pass  # an unwritable cache folder: the request still runs, only unprotected
+
+
+def requests_in_flight(state_path: Path, state: ServerState) -> int:
+    """How many live client processes have a request in flight on `state`'s server."""
+    now = time.time()
+    count = 0
+    for marker in _markers_dir(state_path).glob(f"*-{state.pid}"):
+        try:
+            touched = marker.stat().st_mtime
+            client_started = psutil.Process(int(marker.name.partition("-")[0])).create_time()
+        except (psutil.NoSuchProcess, ValueError):
+            marker.unlink(missing_ok=True)  # its process died mid-request
+            continue
+        except (psutil.AccessDenied, OSError):
+            continue
+        if client_started <= touched and now - touched < MARKER_MAX_AGE_S:  # not a reused pid, not frozen
+            count += 1
+    return count
 
 
 def terminate(state: ServerState, grace: float = 15.0) -> bool:
@@ -203,6 +273,7 @@ class ManagedServer:
         self.port = requested_port(port)
         env_idle = os.environ.get("SOCIETAS_LLM_IDLE_SECONDS")
         self.idle_seconds = idle_seconds if idle_seconds is not None else float(env_idle or DEFAULT_IDLE_SECONDS)
+        self.stale_seconds = float(os.environ.get("SOCIETAS_LLM_STALE_SECONDS") or DEFAULT_STALE_SECONDS)
         self._root = root
         self._last_touch = 0.0
 
@@ -222,16 +293,25 @@ class ManagedServer:
         return ServerState.read(self.state_path)
 
     def ensure(self) -> ServerState:
-        """A healthy server: the running one if its state is good, else a freshly started one."""
+        """A live server: the running one (busy or not), else a freshly started one."""
         lock = FileLock(str(self._dir / f"{self.launch.key}.lock"), timeout=self.launch.start_timeout + 60)
         try:
             with lock:
                 state = self.state()
-                if state is not None and (self.port is None or state.port == self.port) and is_healthy(state):
-                    self.touch(force=True)
-                    return state
+                moving = self.port is not None and (state is None or state.port != self.port)
+                if moving:
+                    self._check_port_free()  # before anything is stopped
                 if state is not None:
-                    log.info("replacing stale server state %s (pid %d, port %d)", self.state_path, state.pid, state.port)
+                    if not moving and self._alive(state):
+                        self.touch(force=True)
+                        return state
+                    if moving and requests_in_flight(self.state_path, state):
+                        raise ConfigError(
+                            f"{self.launch.name} already runs on port {state.port}, busy with another command",
+                            hint=f"use port {state.port} (or leave --port and SOCIETAS_LLM_PORT unset), "
+                            "or wait for that command to finish",
+                        )
+                    log.info("replacing server state %s (pid %d, port %d)", self.state_path, state.pid, state.port)
                     terminate(state)
                     self.state_path.unlink(missing_ok=True)
                 return self._start()
@@ -241,13 +321,37 @@ class ManagedServer:
                 hint=f"check {self.log_path}, or run `societas llm stop`",
             ) from None
 
-    def _start(self) -> ServerState:
-        port = self.port if self.port is not None else free_port()
-        if self.port is not None and not port_free(port):
+    def _alive(self, state: ServerState) -> bool:
+        """Its process lives, and it answers or has a request in flight; a silent, idle server
+        gets `stale_seconds` to answer before it counts as dead."""
+        deadline = time.monotonic() + self.stale_seconds
+        while _process(state) is not None:
+            if probe(state.base_url) is Probe.ANSWERS or requests_in_flight(self.state_path, state):
+                return True
+            if time.monotonic() >= deadline:
+                log.warning(
+                    "%s (pid %d) answered nothing for %.0f s with no request in flight; replacing it",
+                    self.launch.name, state.pid, self.stale_seconds,
+                )  # fmt: skip
+                return False
+            time.sleep(min(1.0, self.stale_seconds / 4))
+        return False
+
+    def _check_port_free(self) -> None:
+        if not port_free(self.port):
             raise ConfigError(
-                f"port {port} is already in use",
+                f"port {self.port} is already in use",
                 hint="choose another with --port or SOCIETAS_LLM_PORT, or leave both unset to pick a free port",
             )
+
+    def in_flight(self, state: ServerState) -> AbstractContextManager[None]:
+        """Around one request to `state`'s server: no command replaces it meanwhile."""
+        return _in_flight(self.state_path, state)
+
+    def _start(self) -> ServerState:
+        if self.port is not None:
+            self._check_port_free()
+        port = self.port if self.port is not None else free_port()
         watchdog = [
             sys.executable, "-m", "llms.watchdog",
             "--state", str(self.state_path),

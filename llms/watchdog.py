@@ -63,6 +63,7 @@ def watch(argv: list[str], state_path: Path, idle_seconds: float, claim_timeout:
     signal.signal(signal.SIGINT, _on_signal)
     started = time.time()
     child = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
+    log.info("started server pid %d (watchdog pid %d)", child.pid, os.getpid())
     claimed = False  # the launcher writes the state file just after starting us
     poll = 0.2
     while not stopping:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from llms.server import stop_all
 from tests.doubles.scripted_openai_server import ScriptedOpenAIServer
-from tests.llms.llm_testing import STAND_IN_VLLM
+from tests.llms.llm_testing import STAND_IN_LLAMA, STAND_IN_VLLM
 
 _ENV_TO_CLEAR = (
     "OPENAI_API_KEY",
@@ -21,6 +21,10 @@ _ENV_TO_CLEAR = (
     "SOCIETAS_LLM_CONCURRENCY",
     "SOCIETAS_LLM_TIMEOUT",
     "SOCIETAS_LLM_IDLE_SECONDS",
+    "SOCIETAS_LLM_STALE_SECONDS",
+    "SOCIETAS_LLM_CONNECT_TIMEOUT",
+    "SOCIETAS_LLM_FIRST_BYTE_TIMEOUT",
+    "SOCIETAS_LLM_JOURNAL",
     "SOCIETAS_VLLM_BIN",
 )
 
@@ -49,3 +53,12 @@ def stand_in_vllm(monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("SOCIETAS_VLLM_BIN", f"{shlex.quote(sys.executable)} {shlex.quote(str(STAND_IN_VLLM))}")
     monkeypatch.setenv("STAND_IN_REPLY", '{"action": "move", "reason": "stand-in"}')
     return "test-org/tiny-model"
+
+
+@pytest.fixture
+def busy_llama(monkeypatch: pytest.MonkeyPatch) -> str:
+    """A managed server busy the way llama-cpp-python is (`stand_in_llama.py`: one request at a
+    time, 2 s each, `/v1/models` waits for it); returns the `--llm` value that starts it."""
+    monkeypatch.setenv("SOCIETAS_VLLM_BIN", f"{shlex.quote(sys.executable)} {shlex.quote(str(STAND_IN_LLAMA))}")
+    monkeypatch.setenv("STAND_IN_GENERATE_SECONDS", "2")
+    return "vllm:stand-in-llama"

@@ -16,9 +16,9 @@ from llms.backends import parse_backend
 from llms.cli import app
 from llms.endpoints import Backend
 from llms.errors import ConfigError
-from llms.server import ManagedServer, ServerState, answers, free_port, is_healthy, servers_dir
+from llms.server import ManagedServer, ServerState, answers, free_port, is_healthy, requests_in_flight, servers_dir
 from llms.vllm import vllm_launch
-from tests.llms.llm_testing import FAST_RETRY, Decision
+from tests.llms.llm_testing import FAST_RETRY, Decision, mute_watchdog
 
 
 def _dead_pid() -> int:
@@ -34,13 +34,6 @@ def _wait_gone(pid: int, seconds: float = 10.0) -> bool:
             return True
         time.sleep(0.1)
     return False
-
-
-def _wait_until(condition, seconds: float = 10.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 def test_vllm_server_starts_becomes_ready_serves_and_stops(stand_in_vllm: str, monkeypatch) -> None:
@@ -93,23 +86,27 @@ def test_state_with_a_dead_pid_is_replaced(stand_in_vllm: str) -> None:
     assert fresh.pid != stale.pid and is_healthy(fresh)
 
 
-def test_state_whose_port_does_not_answer_is_replaced_and_its_process_stopped(stand_in_vllm: str) -> None:
+def test_state_whose_port_does_not_answer_is_replaced_and_its_process_stopped(stand_in_vllm: str, monkeypatch) -> None:
+    monkeypatch.setenv("SOCIETAS_LLM_STALE_SECONDS", "1")  # how long a silent, idle server gets
     server = ManagedServer(vllm_launch(stand_in_vllm))
-    # a watchdog whose "server" never listens: alive, but not answering
-    mute = subprocess.Popen(
-        [sys.executable, "-m", "llms.watchdog", "--state", str(server.state_path), "--",
-         sys.executable, "-c", "import time; time.sleep(60)"],
-        start_new_session=True,
-    )  # fmt: skip
-    ServerState(
-        key=server.launch.key, kind="vllm", name="mute", model=stand_in_vllm,
-        pid=mute.pid, port=free_port(), log="", started_at=0.0, ready=True,
-    ).write(server.state_path)  # fmt: skip
-    _wait_until(lambda: psutil.Process(mute.pid).children())  # the watchdog is up and watching
+    mute, _ = mute_watchdog(server, stand_in_vllm)
 
     fresh = server.ensure()
     assert fresh.pid != mute.pid and is_healthy(fresh)
     assert mute.wait(10) is not None
+
+
+def test_a_request_marker_counts_only_while_its_process_lives(tmp_path: Path) -> None:
+    state = ServerState(key="k", kind="vllm", name="n", model="m", pid=4242, port=1, log="", started_at=0.0)
+    server_state = tmp_path / "k.json"
+    markers = tmp_path / "k.busy"
+    markers.mkdir()
+    (markers / f"{_dead_pid()}-4242").touch()  # a command killed mid-request
+    (markers / "1-4242").touch()  # init: alive
+    (markers / "1-999").touch()  # alive, but on an earlier server
+
+    assert requests_in_flight(server_state, state) == 1
+    assert sorted(p.name for p in markers.iterdir()) == ["1-4242", "1-999"]
 
 
 def test_idle_server_stops_itself(stand_in_vllm: str) -> None:
