@@ -5,7 +5,9 @@ decimals (`0.42`, `.5`), thousands separators (`12,000`), scientific notation (`
 percentages (`45%`), with an optional minus sign. Digits inside identifiers are not numbers:
 `H1`, `F3`, `SIR2`, `2D`, `fig1`, `COVID-19`, `1.2.3`. Neither are label numbers (`Figure 2`,
 `Table 1`, `Hypothesis 1`), ordered-list markers, or digits inside fact placeholders, figure
-references, URLs and DOIs. Number words ("two", "first") are never numbers. Everything else must
+references, URLs and DOIs. Number words ("two", "first") are never numbers here (the prose gate,
+`reports.prose`, which the writer applies to model prose, allows no number at all and catches number
+words; this check traces the numbers of any saved report, old ones included). Everything else must
 trace to a fact or to `allowed` (e.g. citation years from the plan's references), where a number
 traces when its magnitude (signs are often spoken as "fell by") equals a fact's value, CI bound or
 n under `format_number`, within a relative 1e-3, or rounded to the decimals written (two
@@ -102,6 +104,12 @@ def _number_matches(text: str) -> list[re.Match[str]]:
                 matches.append(m)
         start = span[1] if span else end
     return matches
+
+
+def number_tokens(text: str) -> list[str]:
+    """The number tokens of `text` as written, in order, by the rules of the module docstring: the one
+    tokenizer behind the number check here and the prose gate (`reports.prose`)."""
+    return [m.group() for m in _number_matches(text)]
 
 
 def _parse(token: str) -> tuple[float, int | None, int, bool]:

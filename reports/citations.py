@@ -145,3 +145,60 @@ def match_references(texts: Iterable[str], bibliography: Iterable[Reference]) ->
         if any(re.search(r"(?<!\w)" + re.escape(k) + r"(?!\w)", haystack, re.IGNORECASE) for k in ref.keywords):
             found.append(ref)
     return found
+
+
+
+_CITATION_RE = re.compile(r"^\s*(?P<authors>[^()]+?)\s*\((?P<year>(?:1[5-9]|20)\d\d[a-z]?)\)\s*[.,:]?\s*(?P<rest>.+?)\s*$")
+_AUTHOR_SPLIT_RE = re.compile(r"(?<=\.),\s+(?=[^\s,]+,)")  # "Marsili, M., Vespignani, A." -> two authors
+
+
+def parse_reference(text: str) -> Reference | None:
+    """A scenario's reference string (`Surname, I. and Other, J. (2000). Title. Venue, 85, 5468.`) as
+    an entry, read loosely: fields the text does not hold stay empty, never guessed. None when it has
+    no author (year) title shape."""
+    m = _CITATION_RE.match(text)
+    if not m:
+        return None
+    authors = " and ".join(_AUTHOR_SPLIT_RE.split(m["authors"].rstrip(",").replace(" & ", " and ")))
+    title, _, venue = re.sub(r"([.?!])\s+", "\\1\n", m["rest"], count=1).partition("\n")
+    title, venue = title.rstrip(". "), venue.rstrip(". ")
+    surname = _surname(authors)
+    if not surname or not title:
+        return None
+    venue, _, details = venue.partition(", ")
+    return Reference(key=_ascii(surname).lower() + m["year"], kind="misc", authors=authors, title=title,
+                     year=m["year"], venue=venue, details=details, keywords=[surname])
+
+
+def _surname(authors: str) -> str:
+    """The first author's surname, from "Last, First and ..." or "First Last and ..."."""
+    first = authors.split(" and ")[0]
+    words = (first.split(",")[0] if "," in first else first).split()
+    return words[-1] if words else ""
+
+
+def _ascii(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]", "", unicodedata.normalize("NFKD", text))
+
+
+def cited_references(theories: Iterable[str], scenario_refs: Iterable[str],
+                     bibliography: Iterable[Reference]) -> list[Reference]:
+    """What a report cites: the bibliography's entries the theories or the scenario's references name,
+    then each of the scenario's own references that no such entry already stands for (same first
+    surname and year), so the reference list matches the Background, which lists both."""
+    bibliography, scenario_refs = list(bibliography), list(scenario_refs)
+    found = match_references([*theories, *scenario_refs], bibliography)
+    seen = {(_ascii(_surname(r.authors)).lower(), r.year) for r in found}
+    keys = {r.key for r in found}
+    for text in scenario_refs:
+        ref = parse_reference(text)
+        if ref is None or (_ascii(_surname(ref.authors)).lower(), ref.year) in seen:
+            continue
+        key, n = ref.key, 1
+        while key in keys:
+            n += 1
+            key = f"{ref.key}-{n}"
+        seen.add((_ascii(_surname(ref.authors)).lower(), ref.year))
+        keys.add(key)
+        found.append(ref.model_copy(update={"key": key}))
+    return found

@@ -24,10 +24,15 @@ PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F
 LINESTYLES = ("-", "--", "-.", ":")
 
 
-def t_interval(values: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+ANY_VALUE = (-np.inf, np.inf)
+
+
+def t_interval(values: np.ndarray, level: float = 0.95,
+               bounds: tuple[float, float] = ANY_VALUE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Column-wise mean and Student-t interval of a (runs x points) array, NaNs ignored.
 
-    Where only one run has a value the interval is the point itself (as in `simulator.stats.mean_ci`).
+    Where only one run has a value the interval is the point itself; the interval is clipped to the
+    metric's possible range `bounds`, as in `simulator.stats.mean_ci`, so figure and facts agree.
     """
     x = np.asarray(values, dtype=float)
     n = np.isfinite(x).sum(axis=0)
@@ -37,7 +42,9 @@ def t_interval(values: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.
         sd = np.sqrt((dev**2).sum(axis=0) / np.where(n > 1, n - 1, np.nan))
         tcrit = stats.t.ppf(0.5 + level / 2, np.where(n > 1, n - 1, np.nan))
         half = np.where(n > 1, tcrit * sd / np.sqrt(n), 0.0)
-    return mean, mean - half, mean + half
+    # Never past the mean, which round-off can put a hair outside the range (error bars must be >= 0).
+    low = np.fmin(np.fmax(mean - half, bounds[0]), mean)
+    return mean, low, np.fmax(np.fmin(mean + half, bounds[1]), mean)
 
 
 def forward_filled_runs(metrics: pd.DataFrame, metric: str, condition: str, steps: np.ndarray) -> np.ndarray:
@@ -60,7 +67,7 @@ def is_ragged(metrics: pd.DataFrame, metric: str | None = None) -> bool:
 
 
 def plot_timeseries(metrics: pd.DataFrame, metric: str, path: Path, *, title: str,
-                    condition_order: list[str] | None = None) -> Path:
+                    condition_order: list[str] | None = None, bounds: tuple[float, float] = ANY_VALUE) -> Path:
     """Mean of `metric` over seeds per condition with a 95% t-interval band; ragged runs forward-filled."""
     rows = metrics[metrics["metric"] == metric]
     conditions = condition_order or list(dict.fromkeys(rows["condition"]))
@@ -68,7 +75,7 @@ def plot_timeseries(metrics: pd.DataFrame, metric: str, path: Path, *, title: st
     fig, ax = _new_figure()
     for i, condition in enumerate(c for c in conditions if (rows["condition"] == c).any()):
         values = forward_filled_runs(rows, metric, condition, steps)
-        mean, low, high = t_interval(values)
+        mean, low, high = t_interval(values, bounds=bounds)
         color = PALETTE[i % len(PALETTE)]
         style = LINESTYLES[(i // len(PALETTE)) % len(LINESTYLES)]
         ax.fill_between(steps, low, high, color=color, alpha=0.18, linewidth=0)
@@ -89,7 +96,8 @@ def plot_timeseries(metrics: pd.DataFrame, metric: str, path: Path, *, title: st
     return _save(fig, path)
 
 
-def plot_sweep(final: pd.DataFrame, parameter: str, metric: str, path: Path, *, title: str) -> Path:
+def plot_sweep(final: pd.DataFrame, parameter: str, metric: str, path: Path, *, title: str,
+               bounds: tuple[float, float] = ANY_VALUE) -> Path:
     """Final `metric` against `parameter`: per-value mean with 95% t-interval bars, each seed a faint dot."""
     column = parameter if parameter in final.columns else f"param.{parameter}"
     data = final[[column, metric]].astype(float).dropna()
@@ -102,7 +110,7 @@ def plot_sweep(final: pd.DataFrame, parameter: str, metric: str, path: Path, *, 
         offsets = np.linspace(-0.012, 0.012, len(ys)) * span if len(ys) > 1 else np.zeros(len(ys))
         ax.scatter(x + offsets, ys, s=16, color=PALETTE[0], alpha=0.45, linewidths=0, zorder=2)
     if len(xs):
-        stats_ = [t_interval(ys[:, None]) for ys in groups]
+        stats_ = [t_interval(ys[:, None], bounds=bounds) for ys in groups]
         mean = np.array([s[0][0] for s in stats_])
         low = np.array([s[1][0] for s in stats_])
         high = np.array([s[2][0] for s in stats_])

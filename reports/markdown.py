@@ -6,11 +6,28 @@ images are linked as `../../<figure.path>`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 
-from reports.models import FACT_RE, FIGURE_RE, SECTION_TITLES, Fact, Figure, Report, Verdict, format_number
+from reports.models import FACT_RE, FIGURE_RE, SECTION_TITLES, Fact, Figure, Report, Verdict
 
 RUN_FROM_REPORT = "../../"  # from <run>/report/vN/ back to <run>/
+# A code span (an unescaped run of backticks up to the same run), and a `<` that would open raw HTML
+# (a tag, a closing tag, a comment, a processing instruction) in CommonMark.
+_CODE_SPAN_RE = re.compile(r"(?<![`\\])(`+)(?!`).+?(?<!`)\1(?!`)", re.DOTALL)
+_TAG_OPEN_RE = re.compile(r"<(?=[A-Za-z/!?])")
+
+
+def no_raw_html(text: str) -> str:
+    """`text` with every `<` that could open raw HTML written as `&lt;`, outside code spans (where it is
+    shown as written anyway). Model prose, a user's bibliography and topics reach report.md, and a
+    Markdown viewer would run a `<script>` or `<img onerror>` in them; escaped, they read as text."""
+    out, last = [], 0
+    for m in _CODE_SPAN_RE.finditer(text):
+        out += [_TAG_OPEN_RE.sub("&lt;", text[last:m.start()]), m.group()]
+        last = m.end()
+    out.append(_TAG_OPEN_RE.sub("&lt;", text[last:]))
+    return "".join(out)
 
 
 def figure_numbers(figures: Sequence[Figure]) -> dict[str, int]:
@@ -39,7 +56,7 @@ def substitute(text: str, facts: Iterable[Fact] | Mapping[str, Fact], figures: S
 
 
 def _cell(value: object) -> str:
-    return " ".join(str(value).split()).replace("|", r"\|")
+    return no_raw_html(" ".join(str(value).split()).replace("|", r"\|"))
 
 
 def _table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
@@ -48,20 +65,14 @@ def _table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
     return "\n".join(lines)
 
 
-def _interval(fact: Fact) -> str:
-    if fact.ci_low is None or fact.ci_high is None:
-        return "—"
-    return f"{format_number(fact.ci_low)} to {format_number(fact.ci_high)}"
-
-
 FACT_HEADER = ("id", "description", "value", "95% CI", "n", "source")
 VERDICT_HEADER = ("hypothesis", "verdict", "reason")
 
 
 def fact_rows(facts: Sequence[Fact]) -> list[tuple[object, ...]]:
     """The facts table's rows, shared by every renderer."""
-    return [(f.id, f.description, format_number(f.value) + (f" {f.unit}" if f.unit else ""), _interval(f),
-             "—" if f.n is None else f.n, f.source) for f in facts]
+    return [(f.id, f.description, f.shown_value(), f.interval() or "—", "—" if f.n is None else f.n, f.source)
+            for f in facts]
 
 
 def verdict_rows(verdicts: Sequence[Verdict], facts: Iterable[Fact] | Mapping[str, Fact] = ()) -> list[tuple[str, ...]]:
@@ -82,7 +93,7 @@ def verdicts_table(verdicts: Sequence[Verdict], facts: Iterable[Fact] | Mapping[
 def figure_markdown(figure: Figure, number: int) -> str:
     path = figure.path if figure.path.startswith("/") else RUN_FROM_REPORT + figure.path.removeprefix("./")
     target = f"<{path}>" if any(c.isspace() for c in path) else path
-    caption = " ".join(figure.caption.split())
+    caption = no_raw_html(" ".join(figure.caption.split()))
     return f"![Figure {number}: {caption}]({target})\n\n*Figure {number}: {caption}*"
 
 
@@ -103,13 +114,13 @@ def render_markdown(report: Report) -> str:
     """The whole report. Results gets the figures after its prose and the tables after its generated
     part; when the report has no Results section one is appended, so no figure or fact is lost."""
     facts = report.fact_map()
-    parts = [f"# {report.title}"]
+    parts = [no_raw_html(f"# {report.title}")]
     for section in report.sections:
         parts.append(f"## {section.title}")
-        parts.append(substitute(section.body, facts, report.figures).strip())
+        parts.append(no_raw_html(substitute(section.body, facts, report.figures).strip()))
         if section.key == "results":
             parts += _figures(report)
-        parts.append(substitute(section.generated, facts, report.figures).strip())
+        parts.append(no_raw_html(substitute(section.generated, facts, report.figures).strip()))
         if section.key == "background" and report.references:
             parts.append("This study draws on the following literature: "
                          + ", ".join(f"[{n}]" for n in range(1, len(report.references) + 1)) + ".")

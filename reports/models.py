@@ -11,7 +11,7 @@ import math
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 SECTION_KEYS = (
     "abstract",
@@ -38,7 +38,11 @@ SECTION_TITLES = {
 FACT_RE = re.compile(r"\{\{\s*(F\d+)\s*\}\}")
 FIGURE_RE = re.compile(r"\[Figure\s+(fig\d+)\]")
 
-VerdictKind = Literal["supported", "refuted", "inconclusive", "untestable"]
+# "non-monotonic": the metric peaks or troughs inside the swept range, so neither an increase nor a
+# decrease describes it (decided by analysis, as the others are).
+VerdictKind = Literal["supported", "refuted", "inconclusive", "non-monotonic", "untestable"]
+# How a fact's numbers read: a share of runs as a percentage, steps with their word, the rest as numbers.
+FactUnit = Literal["value", "share", "count", "steps"]
 
 
 class _Model(BaseModel):
@@ -56,6 +60,12 @@ def format_number(x: float, digits: int = 3) -> str:
     return f"{x:.{digits}g}"
 
 
+def format_percent(share: float) -> str:
+    """A share in [0, 1] as a percentage: 1.0 -> '100%', 0.4523 -> '45.2%'."""
+    text = format_number(None if share is None else 100 * share)
+    return text if text == "n/a" else text + "%"
+
+
 class Fact(_Model):
     """One number in the report, with its uncertainty and its origin in the data."""
 
@@ -65,14 +75,32 @@ class Fact(_Model):
     ci_low: float | None = None
     ci_high: float | None = None
     n: int | None = None
-    unit: str = ""
+    unit: FactUnit = "value"
     source: str = Field(description="Where it comes from, e.g. 'final.parquet: metric=gini, condition=m=1, mean over 5 seeds'.")
 
+    @field_validator("unit", mode="before")
+    @classmethod
+    def _unit_of_old_findings(cls, unit: object) -> object:
+        return unit or "value"  # findings.json written before facts had units says ""
+
+    def show(self, x: float) -> str:
+        """One of this fact's numbers (value or bound) in its unit; every renderer prints through this."""
+        return format_percent(x) if self.unit == "share" else format_number(x)
+
+    def interval(self) -> str | None:
+        """'38% to 52%', or None without an interval."""
+        if self.ci_low is None or self.ci_high is None:
+            return None
+        return f"{self.show(self.ci_low)} to {self.show(self.ci_high)}"
+
+    def shown_value(self) -> str:
+        return self.show(self.value) + (" steps" if self.unit == "steps" else "")
+
     def render(self) -> str:
-        text = format_number(self.value) + (f" {self.unit}" if self.unit else "")
-        if self.ci_low is not None and self.ci_high is not None and self.ci_low != self.ci_high:
-            text += f" (95% CI {format_number(self.ci_low)} to {format_number(self.ci_high)}"
-            text += f", n = {self.n})" if self.n else ")"
+        """What a `{{F3}}` placeholder becomes: '45% (95% CI 38% to 52%, n = 20)'."""
+        text = self.shown_value()
+        if self.ci_low != self.ci_high and (interval := self.interval()):
+            text += f" (95% CI {interval}" + (f", n = {self.n})" if self.n else ")")
         return text
 
 
@@ -93,6 +121,10 @@ class Verdict(_Model):
     parameter: str | None = None
     metric: str | None = None
     fact_ids: list[str] = Field(default_factory=list)
+    effect: Literal["increase", "decrease", "none"] | None = Field(None, description=(
+        "The direction the statistics found for raising the parameter, whatever was expected: the sign "
+        "of a significant trend, 'none' where the trend is not significant and the extremes differ by "
+        "under half an SD; None with no direction (a peak or trough, too little evidence, no test)."))
 
 
 class Section(_Model):
@@ -100,6 +132,10 @@ class Section(_Model):
     title: str
     body: str = Field("", description="Prose (LLM-written) with {{F1}} fact placeholders and [Figure fig1] references.")
     generated: str = Field("", description="Code-made Markdown (tables, lists) appended after the prose; trusted.")
+    prose_source: Literal["model", "code", "model+code"] = Field("model", description=(
+        "Whose prose the section shows: the model's (it passed the prose gate), the code's narrative "
+        "alone, or the model's kept in part beside the narrative. Reports saved before the gate say 'model'."))
+    dropped_sentences: int = Field(0, ge=0, description="Model sentences the prose gate dropped.")
 
 
 class Reference(_Model):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -24,7 +24,10 @@ def register(app: typer.Typer) -> None:
 
 
 def research_cmd(
-    topic: str = typer.Argument(DEFAULT_TOPIC, help="The research question, in any language."),
+    topic: Optional[str] = typer.Argument(None, help="The research question, in any language (default: an "
+                                          "example question)."),
+    topic_file: Optional[Path] = typer.Option(None, "--topic-file", help="Read the topic from this file "
+                                              "('-': standard input), for a topic too long for the command line."),
     llm: Optional[str] = typer.Option(None, "--llm", help="Backend for every role: embedded (default), a URL, vllm:MODEL."),
     agents_llm: Optional[str] = typer.Option(None, "--agents-llm", help="Backend for LLM agents (default: --llm)."),
     reviewer_llm: Optional[str] = typer.Option(None, "--reviewer-llm", help="Backend for the reviewer (default: --llm)."),
@@ -44,6 +47,9 @@ def research_cmd(
     interactive: bool = typer.Option(False, "--interactive",
                                      help="Pause after the automated review so you can approve or comment."),
     bib: Optional[Path] = typer.Option(None, "--bib", help="A BibTeX file the report may cite besides the shipped one."),
+    prose: str = typer.Option("auto", "--prose", help="Who writes the report's prose: model (checked by the prose "
+                              "gate), code (a plain narrative from the data), or auto: the model only when its context "
+                              "holds 16k tokens or more (a small model's claims cannot be trusted)."),
 ) -> None:
     """Take a topic to a reviewed report; every number in it comes from the simulation it runs."""
     from researcher.runner import start
@@ -55,8 +61,33 @@ def research_cmd(
                             agents_llm=agents_llm, reviewer_llm=reviewer_llm,
                             model_path=str(model_path) if model_path else None, ray_address=ray_address,
                             agents_mode=check_agents_mode(agents_mode), llm_budget=llm_budget,
-                            bib=_bib(bib))
-    start(topic, config, out=out, feedback=prompt_feedback(Console(stderr=True)) if interactive else None)
+                            bib=_bib(bib), prose=_prose(prose))
+    start(read_topic(topic, topic_file), config, out=out, feedback=prompt_feedback(Console(stderr=True)) if interactive else None)
+
+
+def _prose(value: str) -> str:
+    from societas.errors import SocietasError
+
+    if value not in ("auto", "model", "code"):
+        raise SocietasError(f"unknown --prose {value!r}", hint="use --prose auto, model or code")
+    return value
+
+
+def read_topic(topic: Optional[str], topic_file: Optional[Path]) -> str:
+    """The topic from the argument, or from `--topic-file` (a path, or '-' for stdin); never both."""
+    from societas.errors import SocietasError
+
+    if topic_file is None:
+        return DEFAULT_TOPIC if topic is None else topic
+    if topic is not None:
+        raise SocietasError("a topic argument and --topic-file exclude each other", hint="give one of them")
+    if str(topic_file) == "-":
+        return sys.stdin.read()
+    try:
+        return topic_file.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise SocietasError(f"cannot read the topic file {topic_file}: {exc.strerror or exc}",
+                            hint="give a readable text file, or '-' to read standard input") from None
 
 
 def resume_cmd(run: str = typer.Argument(..., help="Run id (see `societas runs`) or run folder path.")) -> None:
@@ -70,11 +101,17 @@ def runs_cmd(
     root: Path = typer.Option(Path("runs"), "--root", help="Folder that holds the runs."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
+    from societas import strict_json
+    from societas.errors import SocietasError
+    from societas.runs import read_manifest_file
+
     rows = []
     for path in sorted(root.glob("*/manifest.json")) if root.is_dir() else []:
         try:
-            m = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
+            m = read_manifest_file(path)
+        except (OSError, SocietasError):  # listed, not hidden: the user should learn a run is damaged
+            rows.append({"run": path.parent.name, "topic": "", "status": "unreadable manifest", "versions": [],
+                         "final": None, "scores": {}})
             continue
         if "topic" not in m:
             continue  # a simulator-only run
@@ -82,7 +119,7 @@ def runs_cmd(
                      "versions": m.get("versions", []), "final": m.get("final_version"),
                      "scores": m.get("scores", {})})
     if as_json:
-        typer.echo(json.dumps(rows, indent=2))
+        typer.echo(strict_json.dumps(rows, indent=2))
         return
     if not rows:
         Console().print(f"no research runs under {root}")

@@ -1,10 +1,12 @@
-"""Which library scenarios fit a research plan: Okapi BM25 over the scenarios' text, locally.
+"""Which library scenarios fit a research topic: Okapi BM25 over the scenarios' text, locally.
 
-Each scenario becomes one document (name and title twice, description, ODD, parameters,
-metrics, references). The plan is the query, expanded through a small social-science
-thesaurus so that "tolerance" finds "confidence bound" and "employees" finds "members".
-A scenario in the plan's domain gets a boost. Scores are absolute, in [0, 1], so a caller
-can tell "nothing fits" from "the best of a bad lot".
+Each scenario becomes one document: name and title twice, description, ODD, parameters, metrics,
+references, and its `vocabulary` (the words a social scientist uses for it: aliases, phenomena,
+outcomes, actors) counted VOCABULARY_WEIGHT times. Words and adjacent pairs of words ("tolerance
+threshold", "price dispersion") are terms. The user's own topic is the main query and the
+model's plan the lesser one, because a small model's plan is often wrong where the topic is not;
+both are expanded through a small social-science thesaurus. Scores are absolute, in [0, 1], so a
+caller can tell "nothing fits" from "the best of a bad lot".
 """
 
 from __future__ import annotations
@@ -12,16 +14,18 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from researcher.schemas import ResearchPlan
 from simulator import ScenarioSpec
 
 K1 = 1.5
 B = 0.75
-SYNONYM_WEIGHT = 0.6  # a thesaurus term counts for less than a word the plan really uses
-DOMAIN_BOOST = 0.25
-SATURATION = 0.6  # relevance r becomes r / (r + SATURATION): on-topic plans score about 0.7-0.9
+SYNONYM_WEIGHT = 0.6  # a thesaurus term counts for less than a word the query really uses
+PHRASE_WEIGHT = 0.5  # a matched pair of adjacent words adds to its words' score (a bonus: not in the mass)
+VOCABULARY_WEIGHT = 3  # a vocabulary entry counts as often as this in its scenario's document
+TOPIC_SHARE = 0.7  # of a score, the share from the user's topic; the rest from the plan, as far as the topic agrees
+SATURATION = 0.6  # relevance r becomes r / (r + SATURATION)
 
 STOPWORDS = frozenset("""
 a about above after again against all also am an and any are as at be because been before being
@@ -34,7 +38,10 @@ you your yours one two three four five six seven eight nine ten vs versus per vi
 agent agents model models simulation simulate study effect effects affect affects impact
 rather lead leads make makes more less higher lower high low increase increases decrease decreases
 change changes changed changing
-""".split())
+based main driver drivers outcome outcomes mechanism mechanisms pattern patterns factor factors role
+explain explains determine determines question questions research researcher individual individuals
+interaction interactions produce produces reproduce reproduces
+""".split())  # the last lines: research boilerplate, in every plan (and the fallback plan) whatever its subject
 
 _SUFFIXES = sorted(
     """ational ations ation ating ated ates ate izations ization izing ized izes ize isations isation
@@ -59,6 +66,18 @@ def tokenize(text: str) -> list[str]:
     """Lowercased, split at non-letters (so `attack_rate` is two words), stopwords out, stemmed."""
     words = _WORD.findall(text.lower().replace("_", " "))
     return [stem(w) for w in words if w not in STOPWORDS and len(w) > 1]
+
+
+_CLAUSE = re.compile(r"[.,;:!?()\[\]\n–—/]+|\s-\s")  # a hyphen inside a word (word-of-mouth) joins
+
+
+def phrases(text: str) -> list[str]:
+    """Adjacent pairs of kept words within a clause, as one term each (`toler threshold`)."""
+    out = []
+    for clause in _CLAUSE.split(text):
+        words = tokenize(clause)
+        out += [f"{a} {b}" for a, b in zip(words, words[1:])]
+    return out
 
 
 # Groups of words social scientists use for the same thing. Only the query is expanded.
@@ -91,7 +110,7 @@ prediction predict forecast guess expectation
 probability likelihood frequency
 learning learn adapt experience
 cooperation cooperate cooperator contribution contribute altruism prosocial
-collective protest riot strike mobilization crowd
+protest riot strike mobilization crowd
 culture cultural trait norm tradition
 network graph tie
 attendance crowding congestion coordination
@@ -114,7 +133,7 @@ THESAURUS = _thesaurus()
 
 
 def expand(tokens: Iterable[str]) -> dict[str, float]:
-    """Query term weights: 1 for the plan's own words, SYNONYM_WEIGHT for thesaurus neighbours."""
+    """Query term weights: 1 for the query's own words, SYNONYM_WEIGHT for thesaurus neighbours."""
     weights: dict[str, float] = {}
     for t in tokens:
         weights[t] = 1.0
@@ -122,6 +141,18 @@ def expand(tokens: Iterable[str]) -> dict[str, float]:
         for syn in THESAURUS.get(t, ()):
             weights.setdefault(syn, SYNONYM_WEIGHT)
     return weights
+
+
+Group = Mapping[str, float]  # alternative terms with weights; a group counts through its best match
+
+
+def word_groups(text: str) -> list[Group]:
+    """A query as groups: each word of `text` with its thesaurus neighbours (so one word counts once,
+    however many synonyms a document holds), and each pair of adjacent words on its own."""
+    words = list(dict.fromkeys(tokenize(text)))
+    groups: list[Group] = [{w: 1.0, **{s: SYNONYM_WEIGHT for s in THESAURUS.get(w, ()) if s not in words}}
+                           for w in words]
+    return groups + [{pair: PHRASE_WEIGHT} for pair in dict.fromkeys(phrases(text))]
 
 
 class BM25:
@@ -136,37 +167,54 @@ class BM25:
         n = len(docs)
         self.idf = {t: math.log(1.0 + (n - c + 0.5) / (c + 0.5)) for t, c in df.items()}
 
-    def scores(self, query: dict[str, float]) -> list[float]:
-        """The BM25 score of every document for weighted query terms."""
+    def scores(self, query: Mapping[str, float] | Sequence[Group]) -> list[float]:
+        """The BM25 score of every document for weighted query terms (each its own group) or groups."""
+        groups = _groups(query)
         out = []
         for tf, dl in zip(self.tfs, self.lengths):
             norm = self.k1 * (1.0 - self.b + self.b * dl / self.avgdl)
             s = 0.0
-            for term, w in query.items():
-                f = tf.get(term)
-                if f:
-                    s += w * self.idf[term] * f * (self.k1 + 1.0) / (f + norm)
+            for group in groups:
+                s += max((w * self.idf[t] * tf[t] * (self.k1 + 1.0) / (tf[t] + norm)
+                          for t, w in group.items() if tf.get(t)), default=0.0)
             out.append(s)
         return out
 
-    def relevance(self, query: dict[str, float]) -> list[float]:
-        """Scores divided by the query's own terms' idf mass (words no document has count fully),
-        so a score says how much of the query a document covers, comparably across queries."""
+    def relevance(self, query: Mapping[str, float] | Sequence[Group]) -> list[float]:
+        """Scores divided by the query's own words' idf mass (words no document has count fully),
+        so a score says how much of the query a document covers, comparably across queries.
+        Synonyms and phrases are not in the mass: they only add."""
         unseen_idf = math.log(1.0 + (len(self.tfs) + 0.5) / 0.5)
-        mass = sum(w * self.idf.get(t, unseen_idf) for t, w in query.items() if w >= 1.0)
+        mass = sum(w * self.idf.get(t, unseen_idf) for group in _groups(query) for t, w in group.items() if w >= 1.0)
         if mass <= 0:
             return [0.0] * len(self.tfs)
         return [s / mass for s in self.scores(query)]
 
 
+def _groups(query: Mapping[str, float] | Sequence[Group]) -> Sequence[Group]:
+    return [{t: w} for t, w in query.items()] if isinstance(query, Mapping) else query
+
+
 def scenario_text(spec: ScenarioSpec) -> str:
-    """Everything a reader would use to recognise a scenario."""
+    """Everything a reader would use to recognise a scenario, but its vocabulary."""
     odd = spec.odd
     parts = [spec.name, spec.name, spec.title, spec.title, spec.description, odd.purpose, odd.entities,
              odd.process, odd.design_concepts, odd.initialization, odd.submodels, *spec.references]
     parts += [f"{name} {p.description}" for name, p in spec.parameters.items()]
     parts += list(spec.metrics)
     return "\n".join(parts)
+
+
+def scenario_terms(spec: ScenarioSpec) -> list[str]:
+    """The scenario's document: the words and pairs of its text, and its vocabulary VOCABULARY_WEIGHT
+    times. A vocabulary phrase weighs as a phrase: its words alone count once, so "urban legend"
+    says little about "urban sprawl"."""
+    text = scenario_text(spec)
+    terms = [*tokenize(text), *phrases(text)]
+    for entry in spec.vocabulary:
+        words, pairs = tokenize(entry), phrases(entry)
+        terms += words + (pairs or words) * VOCABULARY_WEIGHT if len(words) == 1 else words + pairs * VOCABULARY_WEIGHT
+    return terms
 
 
 def plan_text(plan: ResearchPlan) -> str:
@@ -180,18 +228,27 @@ def _saturate(r: float) -> float:
     return r / (r + SATURATION) if r > 0 else 0.0
 
 
-def rank_scenarios(plan: ResearchPlan, specs: Sequence[ScenarioSpec], k: int = 5) -> list[tuple[str, float]]:
-    """The `k` best scenarios for the plan as (name, score in [0, 1]), best first."""
+def rank_scenarios(plan: ResearchPlan | None, specs: Sequence[ScenarioSpec], k: int = 5, *,
+                   topic: str | None = None) -> list[tuple[str, float]]:
+    """The `k` best scenarios as (name, score in [0, 1]), best first.
+
+    With a topic, TOPIC_SHARE of a scenario's relevance is the topic's, and the rest is the plan's
+    only as far as the topic supports it: a plan can confirm a scenario the user's words point at,
+    never make one fit (a small model's plan often names a subject the topic does not). Either
+    alone gives the whole score."""
     if not specs:
         return []
-    index = BM25([tokenize(scenario_text(s)) for s in specs])
-    relevance = index.relevance(expand(tokenize(plan_text(plan))))
-    scored = []
-    for spec, r in zip(specs, relevance):
-        boost = 1.0 + DOMAIN_BOOST if spec.domain == plan.domain else 1.0  # no text match, no boost
-        scored.append((spec.name, round(_saturate(r * boost), 4)))
-    domain_of = {s.name: s.domain for s in specs}
-    scored.sort(key=lambda item: (-item[1], domain_of[item[0]] != plan.domain, item[0]))
+    index = BM25([scenario_terms(s) for s in specs])
+    has_topic = bool(topic and topic.strip())
+    by_plan = index.relevance(word_groups(plan_text(plan))) if plan is not None else None
+    if not has_topic:
+        relevance = by_plan or [0.0] * len(specs)
+    else:
+        by_topic = index.relevance(word_groups(topic))
+        relevance = by_topic if by_plan is None else [
+            TOPIC_SHARE * t + (1.0 - TOPIC_SHARE) * min(p, t) for t, p in zip(by_topic, by_plan)]
+    scored = sorted(((s.name, round(_saturate(r), 4)) for s, r in zip(specs, relevance)),
+                    key=lambda item: (-item[1], item[0]))
     return scored[:k]
 
 

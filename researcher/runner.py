@@ -17,7 +17,7 @@ from researcher.graph import compile_graph
 from researcher.state import MAX_TOPIC_CHARS, Deps, ResearchConfig
 from researcher.terminal import Feedback, ProgressView
 from societas.errors import SocietasError
-from societas.runs import RunFolder, base_manifest
+from societas.runs import TOPIC_FILE, RunFolder, atomic_write_text, base_manifest
 
 FORK_POINTS = {"analyze": ("analyze_results", "run_simulation"), "write": ("write_report", "analyze_results")}
 
@@ -49,16 +49,11 @@ def start(topic: str, config: ResearchConfig, *, out: Path | None = None, consol
     if out and (Path(out) / "manifest.json").exists():
         raise SocietasError(f"{out} already holds a run",
                             hint=f"continue it with `societas resume {out}`, or choose another --out")
-    folder = RunFolder(Path(out)) if out else RunFolder.create(topic)
-    try:
-        folder.path.mkdir(parents=True, exist_ok=True)
-        (folder.path / "data").mkdir(exist_ok=True)
-    except OSError as exc:
-        raise SocietasError(f"cannot create the run folder {folder.path}: {exc.strerror}",
-                            hint="choose a writable folder with --out") from None
+    folder = RunFolder.claim(out) if out else RunFolder.create(topic)
     manifest = base_manifest(sys.argv, config.model_dump())
     manifest.update(topic=topic, status="running", config_hash=config.digest())
     folder.update_manifest(**manifest)
+    atomic_write_text(folder.file(TOPIC_FILE), topic)  # the whole topic, for the report's reproduce line
     console = console or Console(stderr=True)
     for note in notes:
         console.print(f"[yellow]note:[/yellow] {note}")
@@ -91,7 +86,7 @@ def _pending(graph, cfg) -> dict | None:
 def _execute(folder: RunFolder, state: dict | None, config: ResearchConfig, console: Console, llms: Any,
              feedback: Feedback | None = None) -> RunFolder:
     graph, conn = compile_graph(folder.path / "checkpoints.sqlite")
-    cfg = {"configurable": {"thread_id": folder.id}}
+    cfg = {"configurable": {"thread_id": folder.run_id}}
     if state is None:
         snapshot = graph.get_state(cfg)
         if not snapshot.next:
@@ -175,7 +170,7 @@ def _open_finished(run: str | Path):
                             hint="only runs made by `societas research` can be regenerated or reviewed")
     config = ResearchConfig.model_validate(folder.read_manifest().get("config", {}))
     graph, conn = compile_graph(folder.path / "checkpoints.sqlite")
-    return folder, config, graph, conn, {"configurable": {"thread_id": folder.id}}
+    return folder, config, graph, conn, {"configurable": {"thread_id": folder.run_id}}
 
 
 def regenerate(run: str | Path, *, start_from: str = "analyze", llm: str | None = None,

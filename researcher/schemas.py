@@ -11,10 +11,14 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
 
 from simulator import Domain
 
 Direction = Literal["increase", "decrease", "no_effect"]
+# Whose wording a hypothesis statement is: the model's (it passed `planning.statement_names`) or
+# a sentence code composed from the variables, because the model's did not name them.
+StatementSource = Literal["model", "code"]
 
 
 class _Model(BaseModel):
@@ -22,11 +26,14 @@ class _Model(BaseModel):
 
 
 class Hypothesis(_Model):
-    id: str = Field("H1", description="H1, H2, ...; renumbered by code.")
+    # Code's fields are left out of the schema the model fills: ids come from code (a tiny model
+    # wrote `{{id}}` there), and so does the record of whose wording the statement is.
+    id: SkipJsonSchema[str] = "H1"
     statement: str = Field(min_length=1)
     independent_variable: str = Field(min_length=1, description="What is varied (a cause).")
     dependent_variable: str = Field(min_length=1, description="What is measured (an outcome).")
     direction: Direction = Field(description="Expected effect of raising the independent variable.")
+    statement_source: SkipJsonSchema[StatementSource] = "model"
 
 
 class ResearchPlan(_Model):
@@ -60,7 +67,8 @@ def clip_plan(plan: ResearchPlan) -> ResearchPlan:
 
 
 class HypothesisTest(_Model):
-    """How one hypothesis is tested in the chosen scenario (or why it cannot be)."""
+    """How one hypothesis is tested in the chosen scenario (or why it cannot be), and the statement
+    the report shows for it: checked against the parameter and metric, or composed from them."""
 
     hypothesis_id: str
     parameter: str | None = None
@@ -68,6 +76,8 @@ class HypothesisTest(_Model):
     direction: Direction = "increase"
     testable: bool = True
     reason: str = ""
+    statement: str = ""
+    statement_source: StatementSource = "model"
 
 
 class ExperimentDesign(_Model):

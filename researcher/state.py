@@ -44,6 +44,9 @@ class ResearchConfig(BaseModel):
     llm_budget: int = Field(500, ge=0, le=10_000_000)  # auto: most LLM calls (distinct prompts; keeps the offline run fast)
     llm_concurrency: int | None = Field(None, ge=1, le=1024)  # LLM agent requests in flight per simulation run
     bib: str | None = None  # a user's BibTeX file, cited besides the shipped one
+    # Who writes the report's prose: the model (through the prose gate), code alone, or auto: the
+    # model only when it is a capable one (researcher.writing.model_writes).
+    prose: Literal["auto", "model", "code"] = "auto"
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(self.model_dump(), sort_keys=True).encode()).hexdigest()[:16]

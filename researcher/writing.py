@@ -1,9 +1,11 @@
 """Writing a report: code builds every table and list, the LLM writes prose around facts.
 
 Each section is `body` (LLM prose, which may cite facts only as `{{F3}}` placeholders) plus
-`generated` (Markdown made here from the plan, the design, the spec and the findings). Prose is
-passed through the number sanitizer before it is stored, so a model that writes a number the
-data do not contain cannot get it into a report. A version is saved by `reports.versions`; when
+`generated` (Markdown made here from the plan, the design, the spec and the findings, led by the
+code's narrative of `researcher.narrative` unless the model's prose replaces it). Model prose
+stands only where it passes the prose gate (`reports.prose`: no numbers, no loops, finished, on
+topic, no claim against the statistics), after one repair turn; each section records whose
+prose it shows (`prose_source`). A version is saved by `reports.versions`; when
 LaTeX fails in a section's text, the writer rewrites that section once.
 """
 
@@ -13,24 +15,45 @@ import json
 import logging
 import platform
 import re
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
 import prompts
 from llms.errors import LLMOutputInvalid
-from reports.checks import strip_untraced_numbers
-from reports.citations import load_bibliography, match_references
-from reports.models import FACT_RE, FIGURE_RE, SECTION_KEYS, SECTION_TITLES, Reference, Report, Section
+from reports.citations import cited_references, load_bibliography
+from reports.models import FACT_RE, FIGURE_RE, SECTION_KEYS, SECTION_TITLES, Fact, Reference, Report, Section
+from reports.prose import GateResult, all_sentences, gate
 from reports.versions import NO_TEX_NOTICE, Rendered, save_report
 from researcher.analysis import Findings
-from researcher.schemas import ExperimentDesign, ResearchPlan
+from researcher.budget import RICH_CONTEXT, context_of, fits
+from researcher.narrative import computed_effects, key_terms, narrative
+from researcher.schemas import ExperimentDesign, Hypothesis, ResearchPlan
 from researcher.stage import emit
 from researcher.state import Deps, ResearchState
-from simulator import ScenarioSpec, load_spec
+from simulator import ScenarioSpec, describe_functions, load_spec
+from societas.runs import TOPIC_FILE
 
 log = logging.getLogger(__name__)
 
-PROSE_TOKENS = 260
+PROSE_TOKENS = 260  # the small model's answer per section: six sentences, and past that it loops
+# A capable model's answer per section, sized to what the section has to say; Results grows with the facts.
+SECTION_TOKENS = {"abstract": 250, "introduction": 400, "background": 450, "design": 450, "results": 350,
+                  "discussion": 650, "limitations": 400, "conclusion": 250, "reproducibility": 120}
+TOKENS_PER_FACT = 25
+MAX_SECTION_TOKENS = 1200
+SHORT_LENGTH = "at most six sentences"
+SECTION_LENGTH = {
+    "abstract": "one paragraph of three to five sentences",
+    "introduction": "two paragraphs",
+    "background": "two or three paragraphs",
+    "design": "two or three paragraphs",
+    "results": "one paragraph per hypothesis, then one on the figures",
+    "discussion": "three or four paragraphs",
+    "limitations": "one or two paragraphs",
+    "conclusion": "one paragraph of three to five sentences",
+    "reproducibility": "one or two sentences",
+}
 SECTION_TASKS = {
     "abstract": "Summarise the study in three or four sentences: the question, the simulation, the main result.",
     "introduction": "Introduce the research problem and why it matters, and state the research questions.",
@@ -62,7 +85,8 @@ class WritingContext:
         """Numbers that may appear in prose although no fact holds them: years in references, and the
         design's own counts and values (conditions, seeds, steps, agents, swept values), which code
         wrote into `design.json` and the Simulation design section."""
-        years = re.findall(r"\b(1[89]\d\d|20\d\d)\b", " ".join(self.spec.references + self.plan.theories))
+        cited = [r.year for r in references(self)]  # the gate lets prose cite these by author and year
+        years = re.findall(r"\b(1[89]\d\d|20\d\d)\b", " ".join([*self.spec.references, *self.plan.theories, *cited]))
         d = self.design
         design = [len(d.values), len(d.seeds), d.steps, d.population, *d.values, *d.fixed.values()]
         return sorted(set(years) | {f"{v:g}" for v in design})
@@ -97,17 +121,23 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def statement(ctx: WritingContext, h: Hypothesis) -> str:
+    """The hypothesis as the report states it: the design's test statement (checked against the
+    test's parameter and metric, or composed from them) where there is one, else the plan's."""
+    test = next((t for t in ctx.design.tests if t.hypothesis_id == h.id), None)
+    return test.statement if test is not None and test.statement else h.statement
+
+
 def generated_markdown(key: str, ctx: WritingContext) -> str:
     """The code-made part of a section: facts about the study that need no model to state."""
     plan, design, spec, f = ctx.plan, ctx.design, ctx.spec, ctx.findings
     verdicts = {v.hypothesis_id: v for v in f.verdicts}
     if key == "abstract":
-        return _bullets([f"{h.id}: {h.statement} — **{verdicts[h.id].verdict if h.id in verdicts else 'no verdict'}**"
+        return _bullets([f"{h.id}: {statement(ctx, h)} — **{verdicts[h.id].verdict if h.id in verdicts else 'no verdict'}**"
                          for h in plan.hypotheses])
     if key == "introduction":
         return ("**Research questions**\n\n" + _bullets(plan.research_questions) + "\n\n**Hypotheses**\n\n"
-                + _bullets([f"{h.id}: {h.statement} (raising *{h.independent_variable}* is expected to "
-                            f"{h.direction.replace('_', ' ')} *{h.dependent_variable}*)" for h in plan.hypotheses]))
+                + _bullets([f"{h.id}: {statement(ctx, h)}" for h in plan.hypotheses]))
     if key == "background":
         items = [*plan.theories, *spec.references]
         return ("**Theories and models**\n\n" + _bullets(items)) if items else ""
@@ -177,93 +207,253 @@ def agents_limitation(run_dir: Path) -> str:
 
 
 def research_command(ctx: WritingContext) -> str:
-    """The command line that reproduces this run's configuration."""
-    c = ctx.config
-    parts = ["societas research", json.dumps(ctx.topic[:200], ensure_ascii=False), f"--seeds {c.get('seeds')}"]
+    """The command line that reproduces this run's configuration, safe to paste into a shell: every
+    value is `shlex.quote`d. The whole topic is passed; one too long for a line, or holding a backtick
+    (which would end the Markdown code span around the command), goes by the run's own `topic.txt`."""
+    c, inline_chars = ctx.config, 300
+    topic = (["--topic-file", str(Path(ctx.run_dir) / TOPIC_FILE)] if len(ctx.topic) > inline_chars
+             or "`" in ctx.topic else [ctx.topic])
+    parts = ["societas", "research", *topic, "--seeds", str(c.get("seeds"))]
     for flag, key in (("--agents", "agents"), ("--steps", "steps"), ("--llm", "llm"),
                       ("--agents-llm", "agents_llm"), ("--reviewer-llm", "reviewer_llm"),
                       ("--review-rounds", "review_rounds"), ("--agents-mode", "agents_mode"),
                       ("--llm-budget", "llm_budget")):
         if c.get(key) is not None:
-            parts.append(f"{flag} {c[key]}")
-    return " ".join(parts)
+            parts += [flag, str(c[key])]
+    return shlex.join(parts)
 
 
-def facts_brief(ctx: WritingContext, limit: int = 12) -> str:
-    """The facts a writer may cite, one per line, placeholder first."""
-    lines = [f"{{{{{fact.id}}}}} = {fact.description}" for fact in ctx.findings.facts[:limit]]
-    lines += [f"{v.hypothesis_id}: {v.verdict}" for v in ctx.findings.verdicts]
+def fact_line(fact: Fact) -> str:
+    """`{{F8}} = 1 (n = 20): Share of runs in which ... settled`: the value beside the placeholder, so a
+    writer says "all runs" where a share is one, not "only {{F8}}"."""
+    value = fact.render()
+    if fact.n and "n = " not in value:
+        value += f" (n = {fact.n})"
+    return f"{{{{{fact.id}}}}} = {value}: {fact.description}"
+
+
+def facts_brief(ctx: WritingContext, limit: int | None = 12) -> str:
+    """The facts a writer may cite, one per line, placeholder and value first; beyond `limit` facts
+    the ones the verdicts rest on are kept first."""
+    facts = ctx.findings.facts
+    if limit is not None and len(facts) > limit:
+        cited = {i for v in ctx.findings.verdicts for i in v.fact_ids}
+        keep = {f.id for f in sorted(facts, key=lambda f: f.id not in cited)[:limit]}
+        facts = [f for f in facts if f.id in keep]
+    return "\n".join(fact_line(f) for f in facts)
+
+
+def hypotheses_brief(ctx: WritingContext, full: bool) -> str:
+    """Each hypothesis with its verdict; `full` adds the test (parameter, metric, direction), the
+    statistics' reason and the facts it rests on."""
+    verdicts = {v.hypothesis_id: v for v in ctx.findings.verdicts}
+    lines = []
+    for h in ctx.plan.hypotheses:
+        v = verdicts.get(h.id)
+        verdict = v.verdict if v else "no verdict"
+        if not full:
+            lines.append(f"- {h.id}: {statement(ctx, h)} (verdict: {verdict})")
+            continue
+        test = (f"raising `{v.parameter}` is expected to {h.direction.replace('_', ' ')} `{v.metric}`"
+                if v and v.parameter and v.metric else
+                f"raising {h.independent_variable} is expected to {h.direction.replace('_', ' ')} {h.dependent_variable}")
+        cites = ", ".join(f"{{{{{i}}}}}" for i in v.fact_ids) if v and v.fact_ids else "none"
+        lines.append(f"- {h.id}: {statement(ctx, h)}\n  Test: {test}. Verdict: {verdict}"
+                     + (f" ({v.reason})" if v else "") + f". Facts behind it: {cites}")
     return "\n".join(lines)
+
+
+def mechanics_brief(ctx: WritingContext) -> str:
+    """How the simulation works, for a writer that has the room: the ODD protocol, the parameters, the
+    design, the figures and what the run noted."""
+    spec, design, odd = ctx.spec, ctx.design, ctx.spec.odd
+    odd_lines = [f"- {name}: {text}" for name, text in (
+        ("Purpose", odd.purpose), ("Entities", odd.entities), ("Process and scheduling", odd.process),
+        ("Submodels", odd.submodels), ("Initialization", odd.initialization),
+        ("Design concepts", odd.design_concepts)) if text]
+    params = [f"- `{k}`: {p.description} (default {p.default:g}, range {p.range_text()})"
+              for k, p in spec.parameters.items()]
+    functions = dict(re.findall(r"^\s+(\w+)\([^)]*\): (.+)$", describe_functions(), re.MULTILINE))
+    metrics = [f"- `{name}` = {formula}" + "".join(f"; {f}: {functions[f]}" for f in
+                                                 dict.fromkeys(re.findall(r"(\w+)\(", str(formula))) if f in functions)
+               for name, formula in spec.metrics.items()]
+    fixed = ", ".join(f"`{k}` = {v:g}" for k, v in design.fixed.items())
+    parts = [f"How the simulation works (scenario `{spec.name}`: {spec.description})", *odd_lines,
+             "Parameters:", *params, "Metrics (recorded every step; results use the final value):", *metrics,
+             f"Design: `{design.swept_parameter}` swept over {', '.join(f'{v:g}' for v in design.values)}"
+             + (f", with {fixed}" if fixed else "") + f"; {len(design.seeds)} seeds per condition, "
+             f"{design.steps} steps, {design.population} agents."]
+    if ctx.plan.theories:
+        parts += ["Theories the plan names:", *(f"- {t}" for t in ctx.plan.theories)]
+    if cited := references(ctx):
+        parts += ["References the report lists (name their authors; the reference list gives the years):",
+                  *(f"- {r.render()}" for r in cited)]
+    if ctx.findings.figures:
+        parts += ["Figures (cite as [Figure fig1]):", *(f"- [Figure {f.id}]: {f.caption}" for f in ctx.findings.figures)]
+    notes = list(dict.fromkeys([*ctx.notes, *ctx.findings.notes]))
+    if notes:
+        parts += ["Notes from the run:", *(f"- {n}" for n in notes)]
+    return "\n".join(parts)
+
+
+def prose_budget(key: str, ctx: WritingContext, context: int) -> int:
+    """max_tokens for a section: sized to its content for a capable model, the small model's cap otherwise."""
+    if context < RICH_CONTEXT:
+        return min(PROSE_TOKENS, SECTION_TOKENS[key])
+    tokens = SECTION_TOKENS[key] + (TOKENS_PER_FACT * len(ctx.findings.facts) if key == "results" else 0)
+    return min(tokens, MAX_SECTION_TOKENS, context // 8)
+
+
+def section_messages(key: str, ctx: WritingContext, context: int, max_tokens: int, *,
+                     comment: str | None = None, previous: str | None = None) -> list[dict[str, str]]:
+    """The write (or, with `comment`, revise) prompt: the full brief when the context is large, else
+    the short one, shrunk until prompt and answer fit the context."""
+    name = "write_section" if comment is None else "revise_section"
+    forms = [(True, None)] if context >= RICH_CONTEXT else []
+    forms += [(False, 12), (False, 6)]
+    for full, limit in forms:
+        study = hypotheses_brief(ctx, full) + ("\n\n" + mechanics_brief(ctx) if full else "")
+        variables = dict(title=ctx.plan.title, topic=ctx.topic[:2000 if full else 600], section=SECTION_TITLES[key],
+                         task=SECTION_TASKS[key], scenario=ctx.spec.title, facts=facts_brief(ctx, limit),
+                         questions="; ".join(ctx.plan.research_questions), study=study,
+                         length=SECTION_LENGTH[key] if full else SHORT_LENGTH)
+        if comment is not None:
+            variables.update(comment=comment, previous=(previous or "(no prose yet)") if full else (previous or "")[:1500])
+        messages = prompts.messages(name, **variables)
+        if fits(messages, max_tokens, context):
+            break
+    return messages
 
 
 def write_prose(llm, key: str, ctx: WritingContext, *, comment: str | None = None,
                 previous: str | None = None) -> tuple[str, list[str]]:
     """LLM prose for one section, sanitized; returns (prose, notes)."""
-    name = "write_section" if comment is None else "revise_section"
-    variables = dict(title=ctx.plan.title, topic=ctx.topic[:600], section=SECTION_TITLES[key],
-                     task=SECTION_TASKS[key], scenario=ctx.spec.title, facts=facts_brief(ctx),
-                     questions="; ".join(ctx.plan.research_questions))
-    if comment is not None:
-        variables.update(comment=comment, previous=(previous or "")[:1500])
+    context = context_of(llm)
+    max_tokens = prose_budget(key, ctx, context)
+    messages = section_messages(key, ctx, context, max_tokens, comment=comment, previous=previous)
     try:
-        text = llm.complete(prompts.messages(name, **variables), role="researcher", max_tokens=PROSE_TOKENS)
+        text = llm.complete(messages, role="researcher", max_tokens=max_tokens)
     except LLMOutputInvalid as exc:  # an unreachable backend raises: the run stops, resumable
         return "", [f"The {SECTION_TITLES[key]} prose could not be written ({exc.message})."]
     return clean_prose(text, ctx)
 
 
 def clean_prose(text: str, ctx: WritingContext) -> tuple[str, list[str]]:
-    """Drop unknown placeholders and any number not traceable to a fact; note what was removed."""
+    """Drop placeholders and figure references that name nothing, and headings (the renderer owns
+    those); numbers, loops and claims are the prose gate's to judge. Returns (prose, notes)."""
     known = {f.id for f in ctx.findings.facts}
     figures = {f.id for f in ctx.findings.figures}
     text = FACT_RE.sub(lambda m: m.group(0) if m.group(1) in known else "", text)
     text = FIGURE_RE.sub(lambda m: m.group(0) if m.group(1) in figures else "", text)
-    text = re.sub(r"^#+\s.*$", "", text, flags=re.MULTILINE).strip()  # the renderer owns headings
-    text = drop_repeats(text)
-    cleaned = strip_untraced_numbers(text, ctx.findings.facts, allowed=ctx.allowed_numbers())
-    notes = []
-    removed = cleaned.count("[unverified number removed]") - text.count("[unverified number removed]")
-    if removed:
-        notes.append(f"{removed} number(s) written by the model without a source in the data were removed.")
-    return cleaned, notes
+    return re.sub(r"^#+\s.*$", "", text, flags=re.MULTILINE).strip(), []
 
 
-MAX_PROSE_CHARS = 1800
+def prose_gate(text: str, key: str, ctx: WritingContext, echo: str = "") -> GateResult:
+    """The gate every model text of section `key` passes before it stands in a report (written,
+    revised or rewritten); `echo` is what the writer was asked, which its answer must not copy back."""
+    return gate(text, effects=computed_effects(ctx.findings), key_terms=key_terms(ctx, key), echo=echo,
+                references=references(ctx))
 
 
-def drop_repeats(text: str, limit: int = MAX_PROSE_CHARS) -> str:
-    """Small models loop: keep each sentence once, and stop at a sentence boundary near `limit`."""
-    seen: set[str] = set()
-    paragraphs, used = [], 0
-    for para in re.split(r"\n\s*\n", text):
-        kept = []
-        for sentence in re.split(r"(?<=[.!?])\s+", para.strip()):
-            key = re.sub(r"\W+", " ", sentence.lower()).strip()
-            if not key or key in seen:
-                continue
-            if used + len(sentence) > limit:
-                break
-            seen.add(key)
-            kept.append(sentence)
-            used += len(sentence) + 1
-        if kept:
-            paragraphs.append(" ".join(kept))
-    return "\n\n".join(paragraphs)
+def gated_section(llm, key: str, ctx: WritingContext, *, comment: str | None = None,
+                  previous: str | None = None) -> tuple[Section, list[str]]:
+    """One section: the model's prose where it passes the gate, else what is left of it once the
+    offending sentences go (beside the code's narrative), else the narrative alone. A failing text
+    gets one repair turn with the list of its problems. A model that may not write (`model_writes`)
+    is not asked: the narrative stands alone."""
+    if not model_writes(llm, ctx):
+        generated = "\n\n".join(part for part in (narrative(key, ctx), generated_markdown(key, ctx)) if part)
+        return Section(key=key, title=SECTION_TITLES[key], body="", generated=generated, prose_source="code"), []
+    prose, notes = write_prose(llm, key, ctx, comment=comment, previous=previous)
+    attempts = [(prose, prose_gate(prose, key, ctx, comment or ""))]
+    if prose.strip() and not attempts[0][1].passed:
+        repair = "Fix these problems: " + "; ".join(attempts[0][1].reasons[:6]) + "."
+        retried, more = write_prose(llm, key, ctx, comment=f"{comment} {repair}" if comment else repair,
+                                    previous=prose)
+        notes += more
+        # the repair quotes the offending sentences; the gate's echo check ignores quoted text
+        attempts.append((retried, prose_gate(retried, key, ctx, f"{comment or ''} {repair}")))
+    body, source, dropped = _choose(attempts, key, ctx, comment or "")
+    if dropped:
+        notes.append(f"{SECTION_TITLES[key]}: the prose gate dropped {dropped} model sentence(s)"
+                     + (", so the code's narrative stands alone." if source == "code" else "."))
+    generated = generated_markdown(key, ctx)
+    if source != "model":
+        generated = "\n\n".join(part for part in (narrative(key, ctx), generated) if part)
+    return Section(key=key, title=SECTION_TITLES[key], body=body, generated=generated, prose_source=source,
+                   dropped_sentences=dropped), notes
+
+
+def model_writes(llm, ctx: WritingContext) -> bool:
+    """Whether the model writes prose at all: `--prose model` or `code`, or auto: only a capable
+    model (a context of RICH_CONTEXT tokens or more). The embedded 135M model's prose passed the
+    gate and still claimed "the results were replicated in other studies" and "people are more
+    generous than average": claims about the world that no deterministic check can read. Its
+    report is thinner, written by code from the data, and never wrong."""
+    mode = ctx.config.get("prose", "auto")
+    return mode == "model" or (mode == "auto" and context_of(llm) >= RICH_CONTEXT)
+
+
+def _choose(attempts: list[tuple[str, GateResult]], key: str, ctx: WritingContext, echo: str) -> tuple[str, str, int]:
+    """(body, prose_source, sentences dropped): an attempt that passed whole, else the attempt whose
+    remaining sentences pass with the fewest dropped, else nothing (all of the last attempt dropped)."""
+    for text, result in reversed(attempts):
+        if result.passed:
+            return text, "model", 0
+    kept = [r for _, r in attempts if prose_gate(r.cleaned_text, key, ctx, echo).passed]
+    if kept:
+        best = min(kept, key=lambda r: len(r.dropped_sentences))
+        return best.cleaned_text, "model+code", len(best.dropped_sentences)
+    return "", "code", len(all_sentences(attempts[-1][0]))
+
+
+PROSE_LINE = "Prose:"  # starts the Limitations line that says whose prose each section shows
+
+
+def prose_line(sections: list[Section], model_asked: bool = True) -> str:
+    """One line for the Limitations: which sections show the model's prose, and what the gate dropped."""
+    if not model_asked:
+        return (f"{PROSE_LINE} code wrote every section from the data; the writer model was not asked, because "
+                f"a model with a context under {RICH_CONTEXT} tokens is too small to be trusted with claims "
+                "(`--prose model` lets it write, through the prose gate).")
+    by_source: dict[str, list[str]] = {"model": [], "model+code": [], "code": []}
+    for s in sections:
+        by_source[s.prose_source].append(s.title)
+    parts = [f"{label} in {', '.join(by_source[source])}" for source, label in (
+        ("model", "the model's text"), ("model+code", "the model's text beside the code's narrative"),
+        ("code", "the code's narrative alone")) if by_source[source]]
+    dropped = sum(s.dropped_sentences for s in sections)
+    return (f"{PROSE_LINE} " + "; ".join(parts)
+            + f" (the prose gate dropped {dropped} model sentence{'s' if dropped != 1 else ''}).")
+
+
+def with_prose_line(sections: list[Section], model_asked: bool = True) -> list[Section]:
+    """The sections with the Limitations' prose line (re)written for what they now show."""
+    line = prose_line(sections, model_asked)
+    out = []
+    for s in sections:
+        if s.key == "limitations":
+            kept = [p for p in s.generated.split("\n\n") if p.strip() and not p.startswith(PROSE_LINE)]
+            s = s.model_copy(update={"generated": "\n\n".join([*kept, line])})
+        out.append(s)
+    return out
 
 
 def build_sections(llm, ctx: WritingContext) -> tuple[list[Section], list[str]]:
+    """Every section through the gate, and the Limitations' line on whose prose each shows."""
     sections, notes = [], []
     for key in SECTION_KEYS:
-        prose, n = write_prose(llm, key, ctx)
+        section, n = gated_section(llm, key, ctx)
+        sections.append(section)
         notes += n
-        sections.append(Section(key=key, title=SECTION_TITLES[key], body=prose, generated=generated_markdown(key, ctx)))
-    return sections, notes
+    return with_prose_line(sections, model_writes(llm, ctx)), notes
 
 
 def references(ctx: WritingContext) -> list[Reference]:
-    """Bibliography entries (shipped, or the user's --bib) that the plan's theories or the scenario name."""
-    texts = [*ctx.plan.theories, *ctx.spec.references, ctx.spec.name.replace("_", " "), ctx.spec.title]
-    return match_references(texts, load_bibliography(ctx.config.get("bib")))
+    """Bibliography entries (shipped, or the user's --bib) that the plan's theories or the scenario name,
+    and the scenario's own references: the two lists the Background shows."""
+    names = [*ctx.plan.theories, ctx.spec.name.replace("_", " "), ctx.spec.title]
+    return cited_references(names, ctx.spec.references, load_bibliography(ctx.config.get("bib")))
 
 
 def assemble_report(version: int, ctx: WritingContext, sections, notes) -> Report:
@@ -284,13 +474,10 @@ def save_and_compile(llm, report: Report, ctx: WritingContext, stage_name: str) 
     emit(stage_name, "LaTeX failed in " + ", ".join(retry) + "; asking the writer to rewrite once")
     comment = ("The LaTeX compiler failed on this section (" + "; ".join(rendered.errors[:3])
                + "). Rewrite it in plain words, without symbols or markup.")
-    sections = []
-    for section in report.sections:
-        if section.key in retry:
-            prose, _ = write_prose(llm, section.key, ctx, comment=comment, previous=section.body)
-            section = section.model_copy(update={"body": prose or section.body})
-        sections.append(section)
-    rendered = save_report(report.model_copy(update={"sections": sections}), ctx.run_dir)
+    sections = [gated_section(llm, s.key, ctx, comment=comment, previous=s.body)[0] if s.key in retry else s
+                for s in report.sections]
+    rendered = save_report(report.model_copy(update={"sections": with_prose_line(sections, model_writes(llm, ctx))}),
+                           ctx.run_dir)
     _announce(stage_name, report.version, rendered)
     return rendered
 

@@ -10,8 +10,7 @@ Names are imported on first use, so `import simulator.spec` does not pay for Ray
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from societas.lazy import lazy_getattr
 
 _EXPORTS = {
     # scenario specs: the models, loading and checking
@@ -46,15 +45,12 @@ _EXPORTS = {
     "DEFAULT_LLM_BUDGET": "simulator.agents_mode",
     # statistics over seeds
     "mean_ci": "simulator.stats",
+    "metric_bounds": "simulator.stats",
+    "wilson_interval": "simulator.stats",
+    "UNBOUNDED": "simulator.stats",
 }
 
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'simulator' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _EXPORTS, globals())

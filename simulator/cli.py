@@ -11,7 +11,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from simulator.agents_mode import DEFAULT_LLM_BUDGET
+from simulator.agents_mode import DEFAULT_LLM_BUDGET, AgentsSetup
+from societas import strict_json
 from societas.errors import SocietasError
 
 scenarios_app = typer.Typer(
@@ -159,10 +160,10 @@ def simulate_cmd(
 
 
 def agents_setup(mode: str, budget: int, llm: str | None, model_path: Path | None,
-                 concurrency: int | None) -> "AgentsSetup":
+                 concurrency: int | None) -> AgentsSetup:
     """The `--agents-mode` family of options, checked (a bad mode is a one-line error)."""
     from llms.backends import parse_backend
-    from simulator.agents_mode import AgentsSetup, check_agents_mode
+    from simulator.agents_mode import check_agents_mode
 
     mode = check_agents_mode(mode)
     parse_backend(llm, model_path=model_path)  # a bad --llm fails before anything runs
@@ -177,6 +178,8 @@ def agents_setup(mode: str, budget: int, llm: str | None, model_path: Path | Non
 def parse_sweep(text: str, spec) -> tuple[str, list[float]]:
     from simulator.spec import check_params
 
+    from simulator.errors import SpecError
+
     key, sep, values = text.partition("=")
     key = key.strip()
     try:
@@ -187,6 +190,11 @@ def parse_sweep(text: str, spec) -> tuple[str, list[float]]:
         raise SocietasError(f"bad --sweep {text!r}", hint="write --sweep name=v1,v2,v3, e.g. --sweep epsilon=0.1,0.2")
     for v in nums:
         check_params({key: v}, spec)
+    names = [f"{v:g}" for v in nums]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:  # one condition per value: a repeat would be two conditions of the same name
+        raise SpecError(f"--sweep {key} lists {', '.join(repeated)} twice", scenario=spec.name,
+                        hint="give each value once; use --seeds for more runs per value")
     return key, nums
 
 
@@ -196,11 +204,11 @@ def _run_spec(spec, param, sweep, agents, steps, seeds, out, ray_address, local,
 
     from simulator.compile import compile_scenario
     from simulator.experiment import Condition, Experiment
-    from simulator.service import simulate
+    from simulator.service import check_population, simulate
     from simulator.spec import parse_param_overrides
     from societas.runs import RunFolder, atomic_write_json, base_manifest
 
-    compile_scenario(spec)
+    compiled = compile_scenario(spec)
     from simulator.sharding.planning import SHARD_STATES
 
     if shard_state not in SHARD_STATES:  # before the run folder exists
@@ -214,11 +222,8 @@ def _run_spec(spec, param, sweep, agents, steps, seeds, out, ray_address, local,
         conditions = [Condition(name=label, params=fixed)]
     experiment = Experiment(scenario=spec, conditions=conditions, seeds=list(range(seeds)),
                             steps=steps, population=agents)
-    folder = RunFolder(out) if out else RunFolder.create(f"sim-{spec.name}")
-    try:
-        folder.path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise SocietasError(f"cannot create {folder.path}: {exc.strerror}", hint="choose a writable --out") from None
+    check_population(experiment, compiled, shard_state)  # before the run folder exists
+    folder = RunFolder.claim(out) if out else RunFolder.create(f"sim-{spec.name}")
     manifest = base_manifest(sys.argv, {"scenario": spec.name, "seeds": experiment.seeds,
                                         "agents": agents, "steps": steps,
                                         "agents_setup": agents_how.model_dump() if agents_how else None,
@@ -243,7 +248,7 @@ def _run_spec(spec, param, sweep, agents, steps, seeds, out, ray_address, local,
                            agents=simulated.get("agents"))  # which decision model ran, and why
     summary = summarize(result.final, spec.metrics)
     if as_json:
-        typer.echo(json.dumps({"out": str(folder.path), **simulated, "summary": summary}, indent=2))
+        typer.echo(strict_json.dumps({"out": str(folder.path), **simulated, "summary": summary}, indent=2))
         return
     _print_summary(summary, spec.name, folder.path)
     if result.sharding is not None:
@@ -253,14 +258,17 @@ def _run_spec(spec, param, sweep, agents, steps, seeds, out, ray_address, local,
 
 
 def summarize(final, metrics) -> list[dict]:
+    """Mean and interval per condition and metric over the runs where the metric is defined; `undefined`
+    counts the runs where it is not (an aggregate over no agents), and the mean is None when none is."""
     from simulator.stats import mean_ci
 
     rows = []
     for cond, group in final.groupby("condition", sort=False):
         for m in metrics:
             mean, lo, hi, n = mean_ci(group[m])
-            rows.append({"condition": cond, "metric": m, "mean": mean, "ci_low": lo, "ci_high": hi, "n": n})
-    return rows
+            rows.append({"condition": cond, "metric": m, "mean": mean, "ci_low": lo, "ci_high": hi, "n": n,
+                         "undefined": int(len(group) - n)})
+    return strict_json.finite_or_none(rows)
 
 
 def _print_summary(rows: list[dict], name: str, path: Path) -> None:
@@ -268,8 +276,11 @@ def _print_summary(rows: list[dict], name: str, path: Path) -> None:
     for col in ("condition", "metric", "mean", "95% CI", "n"):
         table.add_column(col)
     for r in rows:
-        table.add_row(r["condition"], r["metric"], f"{r['mean']:.4g}",
-                      f"[{r['ci_low']:.4g}, {r['ci_high']:.4g}]", str(r["n"]))
+        n = str(r["n"]) + (f" ({r['undefined']} undefined)" if r["undefined"] else "")
+        if r["mean"] is None:
+            table.add_row(r["condition"], r["metric"], "undefined", "—", n)
+            continue
+        table.add_row(r["condition"], r["metric"], f"{r['mean']:.4g}", f"[{r['ci_low']:.4g}, {r['ci_high']:.4g}]", n)
     out = Console()
     out.print(table)
     out.print(f"data: {path}/data/metrics.parquet, {path}/data/final.parquet")

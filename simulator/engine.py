@@ -234,6 +234,7 @@ class Simulation:
         self.env: dict[str, float] = {"step": 0.0, "n_agents": 0.0}
         self.env_overrides: dict[str, float] = {}
         self.decisions = {"fallback": 0, "llm": 0}
+        self.writer = "the engine"  # who writes attributes now, for the non-finite check's message
         # State version: incremented by every write to the agents' attributes or positions
         # (`touch`); memoized neighbor reductions and aggregates are valid for one version.
         self.version = 0
@@ -279,7 +280,8 @@ class Simulation:
         if cap and self.n > MAX_AGENTS:
             raise SpecError(f"{self.n:,} agents is more than the engine supports in one process ({MAX_AGENTS:,})",
                             scenario=self.spec.name,
-                            hint="use fewer agents, or shard the run with --shard-state partitioned")
+                            hint="use fewer agents; only a network scenario whose rules read just neighbors "
+                                 "can go further, sharded with --shard-state partitioned")
         import psutil
 
         degree = scalar_value(self.c.space["mean_degree"], pctx) if self.spec.space.network == "erdos_renyi" else 12
@@ -345,6 +347,7 @@ class Simulation:
             if len(rows) == 0:
                 continue
             ctx = RowsContext(self, rows, None, RULE_INIT)
+            self.writer = f"the init of agent type {t.name!r}"
             for name, expr in t.init:
                 self._assign(name, rows, expr(ctx))
 
@@ -352,6 +355,7 @@ class Simulation:
         return Stream(self.seed, self.step_no, rule_id, slot)
 
     def _assign(self, name: str, rows: np.ndarray | None, values) -> None:
+        self._check_finite(name, rows, values)
         arr = self.attrs[name]
         span = self.span_of(rows)
         if rows is None:
@@ -361,6 +365,23 @@ class Simulation:
         else:
             arr[rows] = values
         self.touch()
+
+    def _check_finite(self, name: str, rows: np.ndarray | None, values) -> None:
+        """Refuse NaN or infinity written into an attribute: it would spread silently (NaN compares
+        false, so shares and thresholds change without a trace). One `isfinite` pass over each float
+        result: integer and categorical values cannot hold either."""
+        if isinstance(values, np.ndarray):
+            if values.dtype.kind != "f" or np.isfinite(values).all():
+                return
+        elif not isinstance(values, float) or math.isfinite(values):
+            return
+        targets = self.n if rows is None else len(rows)
+        bad = targets if np.size(values) == 1 else int(np.count_nonzero(~np.isfinite(values)))
+        raise SpecError(
+            f"{self.writer} wrote NaN or infinity into {name!r} at step {self.step_no}, for {bad:,} of "
+            f"{self.n:,} agents", scenario=self.spec.name,
+            hint="guard the expression: a division by a value that can be 0, a power or exp that overflows, "
+                 "an aggregate over no agents (use if(...) or clip)")
 
     def register_span(self, rows: np.ndarray) -> None:
         """Declare ``rows`` (kept alive by the caller) a run of consecutive ids, so that reads and
@@ -458,6 +479,7 @@ class Simulation:
 
     def _apply_rule(self, rule: CompiledRule, eligible: np.ndarray) -> None:
         rid = rule.index + 1
+        self.writer = f"rule {rule.name!r}"
         if rule.kind == "interact":
             self._interact(rule, eligible)
             return
@@ -568,8 +590,15 @@ class Simulation:
 
     # --- observation -------------------------------------------------------------------
     def measure(self) -> np.ndarray:
+        """Every metric now. An infinite one is an error; NaN is a metric's "undefined" (an aggregate
+        over no agents), kept and counted by the summaries."""
         ctx = RowsContext(self, None, None, RULE_METRICS)
-        return np.array([scalar_value(e, ctx) for _, e in self.c.metrics], dtype=np.float64)
+        values = np.array([scalar_value(e, ctx) for _, e in self.c.metrics], dtype=np.float64)
+        if np.isinf(values).any():
+            name = self.c.metric_names[int(np.flatnonzero(np.isinf(values))[0])]
+            raise SpecError(f"metric {name!r} is infinite at step {self.step_no}", scenario=self.spec.name,
+                            hint="guard the metric's expression: a division by a value that can be 0, or an overflow")
+        return values
 
     def should_stop(self) -> bool:
         if self.c.stop_when is None:

@@ -22,12 +22,13 @@ from llms.cache import CACHE_FILE
 from simulator.agents_backend import start_backend
 from simulator.agents_mode import AgentsChoice, AgentsSetup, resolve_agents
 from simulator.compile import compile_scenario
-from simulator.engine import RunResult, Simulation
+from simulator.engine import MAX_AGENTS, RunResult, Simulation, type_counts
+from simulator.errors import SpecError
 from simulator.experiment import Condition, Experiment
 from simulator.llm_agents import LOG_COLUMNS, LLMDecisions
 from simulator.ray_runtime import ensure_ray
 from simulator.sharding.coordinator import run_all_sharded
-from simulator.sharding.planning import shard_count
+from simulator.sharding.planning import partition_blocker, shard_count
 from simulator.spec import ScenarioSpec
 from societas.errors import SocietasError
 from societas.runs import atomic_write_bytes, atomic_write_json, atomic_write_text
@@ -104,6 +105,31 @@ def smoke_run(spec: ScenarioSpec, *, agents: int = 50, steps: int = 3, seed: int
     return result
 
 
+def check_population(experiment: Experiment, compiled: Any, shard_state: str = "auto") -> None:
+    """Refuse a population no run can hold, before Ray starts or a run folder exists: under one agent
+    (or a negative count of a type), or more than one process holds when the scenario cannot be
+    partitioned (each shard would need every agent), or when `shard_state` rules partitioning out."""
+    spec = experiment.scenario
+    for c in experiment.conditions:
+        counts = type_counts(compiled, c.params, experiment.population)
+        n = int(sum(counts))
+        if n < 1 or min(counts) < 0:
+            raise SpecError(f"the population is {n:,} agents" + ("" if min(counts) >= 0 else " (a negative count)")
+                            + f" under condition {c.name}", scenario=spec.name,
+                            hint="give --agents 1 or more, or a positive population (and counts) in the spec")
+        if n <= MAX_AGENTS:
+            continue
+        blocker = partition_blocker(compiled)
+        if blocker is not None:
+            raise SpecError(f"{n:,} agents is more than one process holds ({MAX_AGENTS:,}), and this scenario "
+                            f"cannot be partitioned ({blocker})", scenario=spec.name,
+                            hint=f"use at most {MAX_AGENTS:,} agents (--agents)")
+        if shard_state == "replicated":
+            raise SpecError(f"{n:,} agents is more than one process holds ({MAX_AGENTS:,}); replicated shards "
+                            "each hold every agent", scenario=spec.name,
+                            hint="use --shard-state partitioned, or fewer agents")
+
+
 def _remote_run():
     import ray
 
@@ -129,6 +155,7 @@ def simulate(
     `sharding.planning.SHARD_THRESHOLD` agents. `shard_state`: what each shard holds (`ShardedRun`'s `state`).
     """
     compiled = compile_scenario(experiment.scenario)  # fail fast, in the driver, on a bad spec
+    check_population(experiment, compiled, shard_state)  # before Ray starts
     spec_data = experiment.scenario.model_dump(mode="json", by_alias=True)
     runs = experiment.runs()
     choice, setup = _agents_for(agents, experiment, compiled, out_dir)

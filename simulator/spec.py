@@ -8,6 +8,7 @@ meaning (every expression compiles, every name exists) and returns what the engi
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
@@ -253,6 +254,9 @@ class ScenarioSpec(_Model):
     description: str
     odd: ODD
     references: list[str] = Field(default_factory=list, description="Theories and papers the model follows.")
+    vocabulary: list[str] = Field(default_factory=list, description=(
+        "Words and phrases a social scientist would use for this scenario: aliases, phenomena, outcomes, "
+        "actors. Retrieval matches research topics against them."))
     parameters: dict[Name, Parameter] = Field(default_factory=dict)
     population: Quantity = Field(1000, description="Total number of agents (types with `share` divide it).")
     space: SpaceSpec = Field(default_factory=SpaceSpec)
@@ -357,10 +361,14 @@ def parse_param_overrides(pairs: list[str], spec: ScenarioSpec) -> dict[str, flo
 
 
 def check_params(values: dict[str, float], spec: ScenarioSpec) -> None:
+    """Known names, finite values inside their ranges (NaN compares false, so it would pass a range check)."""
     for key, value in values.items():
         if key not in spec.parameters:
             known = ", ".join(spec.parameters) or "(none)"
             raise SpecError(f"unknown parameter {key!r}", scenario=spec.name, hint=f"parameters are: {known}")
+        if not math.isfinite(value):
+            raise SpecError(f"parameter {key}={value} is not a finite number", scenario=spec.name,
+                            hint="give a finite number (not nan or inf)")
         p = spec.parameters[key]
         if (p.min is not None and value < p.min) or (p.max is not None and value > p.max):
             raise SpecError(f"parameter {key}={value:g} is outside its range [{p.range_text(', ')}]",

@@ -20,6 +20,11 @@ from societas.errors import SocietasError
 
 RUN_ID_RE = re.compile(r"^\d{8}-\d{6}-[a-z0-9][a-z0-9-]{0,59}$")
 DEFAULT_RUNS_DIR = Path(os.environ.get("SOCIETAS_RUNS_DIR", "runs"))
+TOPIC_FILE = "topic.txt"  # a research run's whole topic, for `--topic-file` in its reproduce line
+# Folders a run must never be written into (as root, `--out /etc` once did): the root and the
+# operating system's own trees. /tmp, /var/tmp, /home, /root, /srv, /opt and /mnt stay usable.
+SYSTEM_DIRS = tuple(Path(p) for p in ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/proc", "/run",
+                                      "/sbin", "/sys", "/usr", "/var/lib", "/var/log", "/var/cache", "/var/spool"))
 
 
 def slugify(text: str, max_len: int = 40) -> str:
@@ -43,6 +48,25 @@ def validate_run_id(run_id: str) -> str:
             hint="a run id looks like 20261121-230000-my-topic; list runs with `societas runs`",
         )
     return run_id
+
+
+def is_system_path(path: Path) -> bool:
+    """Whether `path` (resolved) is the root or inside a system folder."""
+    resolved = Path(path).expanduser().resolve()
+    return resolved == Path(resolved.anchor) or any(resolved.is_relative_to(d) for d in SYSTEM_DIRS)
+
+
+def read_manifest_file(path: Path) -> dict[str, Any]:
+    """A manifest.json as a dict; a corrupt one is a user error naming the file (never a traceback)."""
+    try:
+        manifest = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SocietasError(f"{path} is corrupt ({exc})",
+                            hint="restore it from a backup, or start a new run in another folder") from None
+    if not isinstance(manifest, dict):
+        raise SocietasError(f"{path} is corrupt (not a JSON object)",
+                            hint="restore it from a backup, or start a new run in another folder")
+    return manifest
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -76,7 +100,14 @@ class RunFolder:
 
     @property
     def id(self) -> str:
+        """The folder's name, what a user types (`societas resume <id>`); not the run's identity."""
         return self.path.name
+
+    @property
+    def run_id(self) -> str:
+        """The run's identity, stored in its manifest when the run began: a moved or copied folder
+        keeps it, so it keys the checkpoints (the LangGraph thread), not the folder's name."""
+        return str(self.read_manifest().get("run_id") or self.id)
 
     @classmethod
     def create(cls, label: str, root: Path | None = None, run_id: str | None = None) -> "RunFolder":
@@ -102,11 +133,33 @@ class RunFolder:
         return cls(path)
 
     @classmethod
+    def claim(cls, out: Path | str) -> "RunFolder":
+        """The folder `--out` names, for a new run: new or empty, and not a system folder; nothing
+        is written before both hold, so a user's files are never overwritten."""
+        path = Path(out).expanduser()
+        where = "choose a new or empty folder of your own with --out"
+        if is_system_path(path):
+            raise SocietasError(f"refusing to write a run into the system folder {path.resolve()}", hint=where)
+        if path.exists() and not path.is_dir():
+            raise SocietasError(f"--out {path} is a file, not a folder", hint=where)
+        try:
+            occupied = path.is_dir() and any(path.iterdir())
+            if occupied:
+                raise SocietasError(f"--out {path} is not empty", hint=where)
+            (path / "data").mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SocietasError(f"cannot create the run folder {path}: {exc.strerror or exc}", hint=where) from None
+        return cls(path)
+
+    @classmethod
     def open(cls, run: str | Path, root: Path | None = None) -> "RunFolder":
         """Open an existing run by id or by path."""
         candidate = Path(run)
         if candidate.is_dir() and (candidate / "manifest.json").exists():
             return cls(candidate)
+        if os.sep in str(run) or str(run).startswith("."):  # a path, not an id
+            raise SocietasError(f"no run folder at {run}" if not candidate.is_dir() else f"{run} holds no run "
+                                "(no manifest.json)", hint="give a run folder's path, or a run id from `societas runs`")
         validate_run_id(candidate.name if candidate.is_dir() else str(run))
         path = Path(root or DEFAULT_RUNS_DIR) / str(run)
         if not path.is_dir():
@@ -123,7 +176,7 @@ class RunFolder:
     def read_manifest(self) -> dict[str, Any]:
         if not self.manifest_path.exists():
             return {}
-        return json.loads(self.manifest_path.read_text())
+        return read_manifest_file(self.manifest_path)
 
     def update_manifest(self, **fields: Any) -> dict[str, Any]:
         """Merge fields into manifest.json (atomically); returns the new manifest."""

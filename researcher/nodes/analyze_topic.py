@@ -27,6 +27,6 @@ def analyze_topic(state: ResearchState, deps: Deps) -> dict:
         log.warning("plan from the LLM failed: %s", exc)
         notes.append(f"The researcher model gave no valid plan ({exc.message}); a generic plan was built from the topic.")
         plan = fallback_plan(topic)
-    plan = normalise(plan)
+    plan = normalise(plan, topic)
     atomic_write_json(deps.run_dir / "plan.json", plan.model_dump(mode="json"))
     return {"plan": plan.model_dump(mode="json"), "notes": notes}

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from reports.models import SECTION_KEYS, SECTION_TITLES, Review, Section
+from reports.models import SECTION_KEYS, SECTION_TITLES, Review
 from reports.versions import load_report, report_dir
 from researcher.stage import emit, stage
 from researcher.state import Deps, ResearchState
-from researcher.writing import generated_markdown, save_and_compile, write_prose, writing_context
+from researcher.writing import gated_section, model_writes, prose_gate, save_and_compile, with_prose_line, writing_context
 from societas.runs import atomic_write_json
 
 
@@ -34,17 +34,19 @@ def revise_report(state: ResearchState, deps: Deps) -> dict:
             continue
         comment = targets[section.key]
         emit("revise_report", f"revising {SECTION_TITLES.get(section.key, section.key)}")
-        prose, n = write_prose(deps.llms.researcher, section.key, ctx, comment=comment, previous=section.body)
+        revised, n = gated_section(deps.llms.researcher, section.key, ctx, comment=comment, previous=section.body)
         notes += n
-        sections.append(section.model_copy(update={"body": prose or section.body,
-                                                   "generated": generated_markdown(section.key, ctx)}))
+        # A revision the gate rejects whole keeps the section's prose where that still passes.
+        keep = revised.prose_source == "code" and section.body.strip() and prose_gate(section.body, section.key, ctx).passed
+        sections.append(section if keep else revised)
     present = {s.key for s in sections}
     for key in SECTION_KEYS if not by_human else ():  # a missing section flagged by the checks is written afresh
         if key not in present:
-            prose, n = write_prose(deps.llms.researcher, key, ctx)
-            sections.append(Section(key=key, title=SECTION_TITLES[key], body=prose,
-                                    generated=generated_markdown(key, ctx)))
+            written, n = gated_section(deps.llms.researcher, key, ctx)
+            sections.append(written)
+            notes += n
     sections.sort(key=lambda s: SECTION_KEYS.index(s.key) if s.key in SECTION_KEYS else len(SECTION_KEYS))
+    sections = with_prose_line(sections, model_writes(deps.llms.researcher, ctx))
     new = report.model_copy(update={"version": version + 1, "sections": sections, "notes": report.notes + notes,
                                     "allowed_numbers": ctx.allowed_numbers()})  # a report saved before the field
     if by_human:

@@ -81,16 +81,45 @@ def test_figures_and_tables_survive_a_missing_results_section():
 
 
 def test_table_cells_escape_pipes_and_newlines():
-    fact = Fact(id="F3", description="a | b\nc", value=1.5, unit="%", source="x|y")
-    assert "| F3 | a \\| b c | 1.5 % | — | — | x\\|y |" in facts_table([fact])
+    fact = Fact(id="F3", description="a | b\nc", value=1.5, source="x|y")
+    assert "| F3 | a \\| b c | 1.5 | — | — | x\\|y |" in facts_table([fact])
     verdict = Verdict(hypothesis_id="H2", statement="s", verdict="refuted", reason="{{F1}} | low")
     assert "| H2: s | refuted | 0.423 (95% CI 0.4 to 0.45, n = 5) \\| low |" in verdicts_table([verdict], [GINI])
+
+
+SHARE = Fact(id="F4", description="Share of runs that settled", value=0.45, ci_low=0.38, ci_high=0.52, n=20,
+             unit="share", source="metrics.parquet")
+
+
+def test_a_share_reads_as_a_percentage_in_placeholders_and_the_facts_table():
+    assert substitute("Settled in {{F4}} of runs.", [SHARE]) == "Settled in 45% (95% CI 38% to 52%, n = 20) of runs."
+    assert substitute("{{F4}}", [SHARE.model_copy(update={"value": 1.0, "ci_low": 1.0, "ci_high": 1.0})]) == "100%"
+    assert "| F4 | Share of runs that settled | 45% | 38% to 52% | 20 | metrics.parquet |" in facts_table([SHARE])
+
+
+def test_a_share_reads_as_a_percentage_in_latex_and_html_too():
+    from reports.html import render_html
+    from reports.latex import render_latex
+
+    r = with_section(report(facts=[GINI, COUNT, SHARE]), "results", body="Settled in {{F4}} of runs.")
+    assert r"Settled in 45\% (95\% CI 38\% to 52\%, n = 20) of runs." in render_latex(r)
+    assert r"45\% & 38\% to 52\%" in render_latex(r)
+    html = render_html(r)
+    assert "Settled in 45% (95% CI 38% to 52%, n = 20) of runs." in html and "<td>45%</td><td>38% to 52%</td>" in html
+
+
+def test_steps_carry_their_unit_and_facts_saved_before_units_still_load():
+    steps = Fact(id="F5", description="Steps until it settled", value=12, ci_low=10, ci_high=14.5, n=6, unit="steps",
+                 source="metrics.parquet")
+    assert steps.render() == "12 steps (95% CI 10 to 14.5, n = 6)"
+    old = Fact.model_validate_json('{"id": "F6", "description": "d", "value": 0.25, "unit": "", "source": "s"}')
+    assert old.unit == "value" and old.render() == "0.25"
 
 
 def test_empty_tables_render_nothing():
     assert facts_table([]) == "" and verdicts_table([]) == ""
 
 
-def test_prose_is_not_escaped():
-    r = with_section(report(), "discussion", body="*Emphasis* and a_b and <tag> stay as written.")
-    assert "*Emphasis* and a_b and <tag> stay as written." in render_markdown(r)
+def test_prose_is_not_escaped_but_raw_html_is():
+    r = with_section(report(), "discussion", body="*Emphasis* and a_b and x < 3 stay; <tag> does not.")
+    assert "*Emphasis* and a_b and x < 3 stay; &lt;tag> does not." in render_markdown(r)

@@ -13,7 +13,9 @@ import pytest
 from scipy import stats
 
 from reports.models import FACT_RE
-from researcher.analysis import FINDINGS_FILE, Findings, analyze, cohens_d, welch_interval
+from researcher.analysis import FINDINGS_FILE, Findings, analyze
+from researcher.effects import cohens_d, welch_interval
+from researcher.facts import Settling, settle_time
 from researcher.schemas import ExperimentDesign, Hypothesis, HypothesisTest, ResearchPlan
 
 VALUES = (1.0, 2.0, 3.0, 4.0)
@@ -190,7 +192,7 @@ def test_ci_matches_scipy_t_interval(tmp_path):
 
 
 def test_effect_size_and_welch_handle_zero_variance():
-    assert cohens_d(np.ones(4), np.ones(4)) == 0.0
+    assert cohens_d(np.ones(4), np.ones(4)) is None  # nothing varies: d is not defined
     assert cohens_d(np.ones(4), np.full(4, 2.0)) is None  # only the means differ: d is unbounded
     assert cohens_d(np.array([0.0, 2.0]), np.array([2.0, 4.0])) == pytest.approx(2 / math.sqrt(2))
     assert welch_interval(np.ones(3), np.full(3, 2.0)) == (1.0, 1.0, 1.0)
@@ -252,3 +254,98 @@ def test_unsettled_runs_lower_the_convergence_share_and_leave_a_note(tmp_path):
     share = next(f for f in findings.facts if f.description.startswith("Share of runs"))
     assert share.value == pytest.approx(0.75) and share.n == 24
     assert any("had not settled" in n and "m=4" in n for n in findings.notes)
+
+
+# ---- facts that read right (issue 11, item 8) -------------------------------------------------
+
+LIBRARY = Path(__file__).resolve().parents[2] / "simulator" / "library"
+
+
+def fact(findings: Findings, prefix: str):
+    return next(f for f in findings.facts if f.description.startswith(prefix))
+
+
+def test_round_off_variance_leaves_cohens_d_not_defined(tmp_path):
+    # Means differ by 0.3 per unit of m, seeds only by floating-point noise: d would be ~1e9.
+    findings = analyze(write_run(tmp_path, lambda x, rng: 0.1 * x + rng.normal(0, 1e-10)), *one_test("increase"))
+    assert not any(f.description.startswith("Cohen's d") for f in findings.facts)
+    (verdict,) = findings.verdicts
+    assert "Cohen's d not defined" in verdict.reason
+    assert cohens_d(np.full(4, 0.3) + [0, 1e-11, -1e-11, 0], np.full(4, 0.3 + 1e-9)) is None
+
+
+def test_share_metric_near_one_keeps_its_interval_inside_zero_to_one(tmp_path):
+    run = write_run(tmp_path, lambda x, rng: 1.0 if rng.random() < 0.7 else 0.9, metric="broke_share")
+    (run / "scenario.yaml").write_text((LIBRARY / "boltzmann_wealth.yaml").read_text())  # broke_share: share(...)
+    findings = analyze(run, *one_test("increase", metric="broke_share"))
+    means = [f for f in findings.facts if f.description.startswith("Mean final broke_share")]
+    assert len(means) == len(VALUES)
+    assert all(0 <= f.ci_low <= f.value <= f.ci_high <= 1 for f in means)
+    final = pd.read_parquet(run / "data" / "final.parquet")
+    t_high = [stats.t.interval(0.95, 5, loc=v.mean(), scale=stats.sem(v))[1] if v.std() else v.mean()
+              for v in (final.loc[final["param.m"] == x, "broke_share"].to_numpy() for x in VALUES)]
+    assert any(high > 1 for high in t_high)  # a plain t interval would leave [0, 1] here
+    assert "clipped to the metric's possible range (at least 0 and at most 1)" in means[0].source
+    share = fact(findings, "Share of runs")
+    assert 0 <= share.ci_low <= share.ci_high <= 1
+
+
+def test_round_off_renders_as_zero(tmp_path):
+    # Polarization at consensus: -1.6e-18 where the metric elsewhere is about 0.3.
+    final_of = lambda x, rng: -1.64e-18 * rng.random() if x == 4 else 0.3 + rng.normal(0, 0.01)  # noqa: E731
+    findings = analyze(write_run(tmp_path, final_of, metric="polarization"), *one_test("decrease", metric="polarization"))
+    at_four = fact(findings, "Mean final polarization at m = 4")
+    assert (at_four.value, at_four.ci_low, at_four.ci_high) == (0.0, 0.0, 0.0)
+    assert at_four.render() == "0"
+
+
+def test_share_of_runs_renders_as_a_percentage(tmp_path):
+    findings = analyze(write_run(tmp_path, increasing), *one_test("increase"))
+    share = fact(findings, "Share of runs in which gini settled")
+    assert (share.value, share.unit, share.n) == (1.0, "share", 24)
+    assert share.render().startswith("100% (95% CI ") and share.render().endswith("% to 100%, n = 24)")
+
+
+@pytest.mark.parametrize("kind", ["peaks", "troughs"])
+def test_interior_peak_or_trough_is_reported_with_its_location(tmp_path, kind):
+    sign = 1 if kind == "peaks" else -1
+    run = write_run(tmp_path, lambda x, rng: 0.5 + sign * 0.3 * (x == 3) + 0.05 * x + rng.normal(0, 0.02))
+    findings = analyze(run, *one_test("increase"))
+    (verdict,) = findings.verdicts
+    assert verdict.verdict == "non-monotonic"
+    turn = fact(findings, f"Value of m at which mean final gini {kind}")
+    assert turn.value == 3 and turn.id in verdict.fact_ids
+    assert f"its mean {kind} at m = {{{{{turn.id}}}}}" in verdict.reason
+
+
+def test_a_curve_that_levels_off_is_not_a_peak(tmp_path):
+    findings = analyze(write_run(tmp_path, lambda x, rng: 0.1 * min(x, 3) + rng.normal(0, 0.02)), *one_test("increase"))
+    assert findings.verdicts[0].verdict == "supported"
+    assert not any(f.description.startswith("Value of m at which") for f in findings.facts)
+
+
+def test_time_to_settle_on_a_synthetic_series():
+    steps = np.arange(21)
+    rises = np.minimum(1.0, steps / 4)  # reaches 1 at step 4 and stays
+    assert settle_time(steps, rises, band=0.05) == Settling(4.0, True)
+    wobbles = 1 + 0.5 * (steps % 2)  # never stays within the band
+    assert settle_time(steps, wobbles, band=0.05) == Settling(20.0, False)  # counted at its last step
+    late = np.where(steps < 19, 0.0, 1.0)  # settles only in its last 10% of steps: not settled
+    assert settle_time(steps, late, band=0.05) == Settling(20.0, False)
+    assert settle_time(np.arange(1), np.zeros(1), band=0.05) is None
+
+
+def test_time_to_settle_is_a_fact_per_condition_that_counts_runs_that_never_settled(tmp_path):
+    run = write_run(tmp_path, increasing)
+    metrics = pd.read_parquet(run / "data" / "metrics.parquet")
+    drifting = (metrics["condition"] == "m=4") & (metrics["step"] == metrics["step"].max())
+    metrics.loc[drifting, "value"] += 0.5
+    metrics.to_parquet(run / "data" / "metrics.parquet", index=False)
+    findings = analyze(run, *one_test("increase"))
+    times = [f for f in findings.facts if f.description.startswith("Steps until gini settled")]
+    assert len(times) == len(VALUES) and all(f.unit == "steps" and f.n == 6 for f in times)
+    never = times[-1]
+    assert never.description.startswith("Steps until gini settled at m = 4")
+    assert "6 of 6 runs had not settled" in never.description and never.value == 30
+    assert all(0 < f.value < 30 and "had not settled" not in f.description for f in times[:-1])
+    assert never.render().startswith("30 steps")

@@ -9,6 +9,8 @@ from collections.abc import Iterator
 import pytest
 
 import researcher.design as design_module
+import researcher.hypothesis_mapping as mapping_module
+import researcher.spec_generation as generation_module
 from researcher.design import build_experiment, make_design, sweep_values
 from researcher.schemas import ExperimentDesign, Hypothesis, ResearchPlan
 from simulator.catalog import all_scenarios, load_scenario
@@ -68,7 +70,8 @@ def assert_sound(design: ExperimentDesign, spec: ScenarioSpec, plan: ResearchPla
 # --- the LLM's choices ---------------------------------------------------------------------------
 
 
-def test_the_llms_valid_scenario_choice_and_mapping_are_used(server) -> None:
+def test_the_llms_valid_scenario_choice_and_mapping_are_used(server, monkeypatch) -> None:
+    monkeypatch.setattr(design_module, "CONTENDER_RATIO", 0.6)  # voter (0.70) becomes a contender of deffuant (0.84)
     server.push(json_reply({"scenario": "voter", "reason": "the voter model is about imitation of opinions"}),
                 json_reply({"parameter": "initial_share", "metric": "consensus", "testable": True}))
     events: list[str] = []
@@ -84,12 +87,13 @@ def test_the_llms_valid_scenario_choice_and_mapping_are_used(server) -> None:
     # The choices were enums of real names: the candidates, then the voter model's parameters and metrics.
     assert set(sent_schema(server, 0)["properties"]["scenario"]["enum"]) == {"deffuant", "voter"}
     mapping = sent_schema(server, 1)["properties"]
-    assert set(mapping["parameter"]["enum"]) == set(load_scenario("voter").parameters)
-    assert set(mapping["metric"]["enum"]) == set(load_scenario("voter").metrics)
+    assert set(mapping["parameter"]["enum"]) == {*load_scenario("voter").parameters, mapping_module.NO_MATCH}
+    assert set(mapping["metric"]["enum"]) == {*load_scenario("voter").metrics, mapping_module.NO_MATCH}
     assert_sound(design, spec, OPINIONS)
 
 
-def test_an_out_of_enum_choice_falls_back_to_the_top_ranked_scenario_and_says_so(server) -> None:
+def test_an_out_of_enum_choice_falls_back_to_the_top_ranked_scenario_and_says_so(server, monkeypatch) -> None:
+    monkeypatch.setattr(design_module, "CONTENDER_RATIO", 0.6)  # two contenders, so the LLM is asked
     server.default = json_reply({"scenario": "schelling", "reason": "not a candidate at all"})
     design, spec = make_design(OPINIONS, client_for(server.url))
 
@@ -111,14 +115,14 @@ def test_an_unreachable_llm_gives_the_same_design_as_no_llm(server) -> None:
     assert without.fallback_reason.startswith("no LLM")
 
 
-def test_a_hypothesis_the_llm_calls_untestable_is_decided_by_text_matching(server) -> None:
+def test_a_hypothesis_the_llm_calls_untestable_stays_untestable(server) -> None:
     server.push(json_reply({"scenario": "deffuant", "reason": "bounded confidence is about tolerance"}),
                 json_reply({"parameter": "mu", "metric": "clusters", "testable": False}))
     design, spec = make_design(OPINIONS, client_for(server.url))
 
     test = design.tests[0]
-    assert (test.parameter, test.metric, test.testable) == ("epsilon", "polarization", True)
-    assert "the LLM found no match" in test.reason
+    assert (test.parameter, test.metric, test.testable) == (None, None, False)  # text matching would map it
+    assert test.reason.startswith("the LLM found") and "exploratory sweep" in design.rationale
     assert_sound(design, spec, OPINIONS)
 
 
@@ -127,8 +131,8 @@ def test_a_hypothesis_the_llm_calls_untestable_is_decided_by_text_matching(serve
 
 def test_without_an_llm_every_hypothesis_is_mapped_or_marked_untestable() -> None:
     plan = make_plan("Does tolerance of differing views prevent political fragmentation?", "politics",
-                     hypothesis(1, "tolerance of differing views", "political fragmentation", "decrease"),
-                     hypothesis(2, "convergence rate", "opinion spread"),
+                     hypothesis(1, "tolerance (confidence bound)", "polarization", "decrease"),
+                     hypothesis(2, "convergence rate", "opinion clusters"),
                      hypothesis(3, "weather", "rainfall"))
     design, spec = make_design(plan, None)
 
@@ -161,7 +165,7 @@ def test_steps_agents_and_seeds_follow_the_arguments() -> None:
 
 def test_population_is_capped_and_steps_default_to_the_spec() -> None:
     plan = make_plan("Does network density change epidemic size?", "demographics",
-                     hypothesis(1, "network density", "epidemic size"))
+                     hypothesis(1, "network density", "attack rate"))
     design, spec = make_design(plan, None)
 
     assert spec.population > design_module.POPULATION_CAP == design.population
@@ -226,7 +230,7 @@ BROKEN = _spec_json(metrics={"births": "mean(births)"})  # names an attribute th
 
 
 def test_a_generated_spec_that_stays_invalid_is_repaired_then_falls_back(server) -> None:
-    server.push(*[json_reply(BROKEN)] * (1 + design_module.GENERATE_REPAIRS))
+    server.push(*[json_reply(BROKEN)] * (1 + generation_module.GENERATE_REPAIRS))
     started = time.monotonic()
     design, spec = make_design(OFF_TOPIC, client_for(server.url))
 
@@ -236,7 +240,7 @@ def test_a_generated_spec_that_stays_invalid_is_repaired_then_falls_back(server)
     assert "generated spec failed validation: " in design.fallback_reason
     assert "births" in design.fallback_reason and f"used library scenario {spec.name}" in design.fallback_reason
     generation = [i for i in range(server.request_count) if sent_schema(server, i).get("title") == "ScenarioSpec"]
-    assert generation == list(range(1 + design_module.GENERATE_REPAIRS))
+    assert generation == list(range(1 + generation_module.GENERATE_REPAIRS))
     # The full schema goes to json_schema servers (vLLM, OpenAI); the llama dialect's grammar-safe
     # copy is llms.structured.grammar_safe's job, tested in tests/llms.
     assert sent_schema(server, 0)["properties"]["interventions"]
@@ -260,7 +264,7 @@ def test_a_generated_spec_repaired_once_is_used(server) -> None:
 
 
 def test_a_generated_spec_without_a_parameter_range_is_rejected(server) -> None:
-    server.push(*[json_reply(_spec_json(parameters={}))] * (1 + design_module.GENERATE_REPAIRS))
+    server.push(*[json_reply(_spec_json(parameters={}))] * (1 + generation_module.GENERATE_REPAIRS))
     design, _ = make_design(OFF_TOPIC, client_for(server.url))
 
     assert not design.generated and "parameter with a min and max" in design.fallback_reason
@@ -324,3 +328,98 @@ def test_the_spec_suggested_sweep_is_used_when_present() -> None:
     assert design_module.sweep_values(p) == sorted(p.sweep)
     bare = p.model_copy(update={"sweep": None})
     assert design_module.sweep_values(bare) != sorted(p.sweep)  # without it: spread over the range
+
+
+# --- the user's words decide the scenario (issue 11) -------------------------------------------------
+
+# What the embedded model wrote for every topic in issue 11: domain "economics", words about opinions.
+TINY_PLAN = make_plan("Economic opinion dynamics", "economics", hypothesis(1, "opinion tolerance", "opinion clusters"))
+SEGREGATION = "How do residents' tolerance thresholds shape segregation?"
+WEALTH = "How does wealth inequality evolve under a transfer rule between agents?"
+SELLERS = "How does the number of sellers in a market affect price dispersion?"
+
+
+def requests_for(server: ScriptedOpenAIServer, title: str) -> list[int]:
+    return [i for i in range(server.request_count) if sent_schema(server, i).get("title") == title]
+
+
+@pytest.mark.parametrize(("topic", "expected"), [(SEGREGATION, "schelling"), (WEALTH, "boltzmann_wealth")])
+def test_a_clear_retrieval_leader_is_taken_whatever_the_model_would_choose(server, topic, expected) -> None:
+    server.default = json_reply({"scenario": "deffuant", "reason": "the plan is about opinions and tolerance"})
+    design, spec = make_design(TINY_PLAN, client_for(server.url), topic=topic)
+
+    assert design.scenario == spec.name == expected
+    assert requests_for(server, "ScenarioChoice") == []  # the model was not asked to choose
+    assert "clear retrieval leader" in design.rationale
+    assert f"domain economics became {spec.domain}" in design.rationale or spec.domain == "economics"
+
+
+def test_without_the_topic_the_tiny_models_plan_would_have_led_elsewhere() -> None:
+    """The old behaviour (query = the plan) picked deffuant for the segregation topic."""
+    assert make_design(TINY_PLAN, None)[0].scenario == "deffuant"
+    assert make_design(TINY_PLAN, None, topic=SEGREGATION)[0].scenario == "schelling"
+
+
+@pytest.mark.parametrize("capable", [True, False], ids=["capable", "tiny"])
+def test_the_model_chooses_only_among_close_contenders(server, capable) -> None:
+    topic = "Do opinions converge to consensus?"
+    close = design_module.contenders(make_design(OPINIONS, None, topic=topic)[0].candidates)
+    assert len(close) >= 2
+    pick = close[1] if capable else "schelling"  # a tiny model names a scenario that is not a contender
+    server.push(json_reply({"scenario": pick, "reason": "it models imitation of discrete opinions until consensus"}))
+    design, _ = make_design(OPINIONS, client_for(server.url), topic=topic)
+
+    assert set(sent_schema(server, 0)["properties"]["scenario"]["enum"]) == set(close)
+    if capable:
+        assert design.scenario == close[1] and "imitation of discrete opinions" in design.rationale
+    else:
+        assert design.scenario == close[0] and "scenario choice failed" in design.fallback_reason
+
+
+def test_a_topic_nothing_fits_is_run_on_the_closest_scenario_and_says_it_is_not_a_fit() -> None:
+    design, spec = make_design(TINY_PLAN, None, topic=SELLERS)
+
+    assert design.candidates[0][1] < design_module.FIT_THRESHOLD
+    assert "no library scenario fits" in design.fallback_reason
+    assert f"used library scenario {spec.name}, the closest available, not a fit" in design.fallback_reason
+    assert "not a fit for the topic" in design.rationale
+
+
+@pytest.mark.parametrize(("context", "force", "attempted"), [
+    ("4096", False, False),  # the embedded model's size: the spec prompt and an answer do not fit
+    ("32768", False, True),
+    ("4096", True, True),  # forced: one attempt, no repair turn, the answer sized to what is left
+])
+def test_spec_generation_is_attempted_only_where_the_context_holds_it(server, monkeypatch, context, force,
+                                                                      attempted) -> None:
+    monkeypatch.setenv("SOCIETAS_LLM_CONTEXT", context)
+    server.default = json_reply(BROKEN)
+    design, spec = make_design(OFF_TOPIC, client_for(server.url), force_generate=force, topic=OFF_TOPIC.title)
+
+    generation = requests_for(server, "ScenarioSpec")
+    assert not design.generated and spec.name == design.candidates[0][0]
+    assert bool(generation) == attempted
+    assert f"holds {int(context):,} tokens" in design.rationale
+    if not attempted:
+        assert "spec generation was not attempted" in design.rationale.lower()
+        assert "spec generation was not attempted" in design.fallback_reason
+    if force:
+        assert len(generation) == 1 and "no room left in the model's context" in design.fallback_reason
+        assert server.requests[generation[0]]["max_tokens"] < generation_module.GENERATE_MAX_TOKENS
+
+
+def test_design_experiment_gives_the_plan_the_chosen_scenarios_domain(tmp_path) -> None:
+    from types import SimpleNamespace
+
+    from researcher.nodes.design_experiment import design_experiment
+    from researcher.state import ResearchConfig
+
+    state = {"topic": SEGREGATION, "plan": TINY_PLAN.model_dump(mode="json"),
+             "config": ResearchConfig(seeds=2, agents=100, steps=5, use_ray=False).model_dump()}
+    deps = SimpleNamespace(llms=SimpleNamespace(researcher=None), run_dir=tmp_path)
+    update = design_experiment(state, SimpleNamespace(context=deps))
+
+    assert update["design"]["scenario"] == "schelling"
+    assert update["plan"]["domain"] == "sociology"
+    assert json.loads((tmp_path / "plan.json").read_text())["domain"] == "sociology"
+    assert "domain economics became sociology" in update["design"]["rationale"]

@@ -18,6 +18,7 @@ from reports.versions import saved_versions
 from researcher.runner import regenerate, start
 from researcher.state import ResearchConfig
 from societas.errors import SocietasError
+from tests.doubles.capable_server import CapableServer
 from tests.doubles.schema_server import SchemaAwareServer
 
 TOPIC = "Why do neighbourhoods become divided even when residents are fairly tolerant?"
@@ -157,8 +158,10 @@ def test_without_tex_a_run_completes_with_one_notice_and_regenerate_adds_the_pdf
     assert (folder.path / "report" / "final" / "report.pdf").is_file()
 
 
-def test_a_latex_error_in_a_section_goes_back_to_the_writer_once(server, tmp_path, monkeypatch):
-    """TeX here is a stand-in that fails the first compile in the Results section, as a real error would."""
+def test_a_latex_error_in_a_section_goes_back_to_the_writer_once(tmp_path, monkeypatch):
+    """TeX here is a stand-in that fails the first compile in the Results section, as a real error would.
+    The writer is a capable model, so Results has model prose to send back (the code's narrative is not
+    the model's to rewrite)."""
     import reports.versions as versions
     from reports.pdf import CompileResult
 
@@ -172,9 +175,9 @@ def test_a_latex_error_in_a_section_goes_back_to_the_writer_once(server, tmp_pat
         return CompileResult(ok=False, errors=[f"line {line}: Undefined control sequence"], error_lines=[line])
 
     monkeypatch.setattr(versions, "compile_pdf", failing_once)
-    sent = len(server.requests)
-    folder = start(TOPIC, config(server, review_rounds=0), out=tmp_path / "run", console=quiet()[0])
-    asked = [m["content"] for body in server.requests[sent:] for m in body["messages"]
+    with CapableServer() as server:
+        folder = start(TOPIC, config(server, review_rounds=0), out=tmp_path / "run", console=quiet()[0])
+    asked = [m["content"] for body in server.requests for m in body["messages"]
              if "The LaTeX compiler failed on this section" in m["content"]]
     assert len(asked) == 1 and "Undefined control sequence" in asked[0] and "Section: Results" in asked[0]
     assert len(calls) == 2 and (folder.path / "report" / "v1" / "report.pdf").is_file()

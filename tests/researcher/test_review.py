@@ -19,6 +19,7 @@ from reports.human import HumanFeedback
 from reports.versions import saved_versions
 from researcher.runner import start
 from researcher.state import ResearchConfig
+from researcher.writing import PROSE_LINE
 from tests.doubles.schema_server import SchemaAwareServer
 from tests.doubles.scripted_openai_server import reply
 
@@ -27,13 +28,14 @@ COMMENTS = "## results\nDiscuss the size of the effect more carefully.\n\n## Dis
 
 
 class RevisingServer(SchemaAwareServer):
-    """Answers a revision request with prose that quotes the comment it was asked to address."""
+    """Answers a revision request with a plausible revision that cites a fact (one that copied the
+    comment back would be an echo, which the prose gate drops)."""
 
     def _next_step(self, body):
         text = body["messages"][-1]["content"]
         asked = re.search(r"Reviewer comment to address: (.+?)\n\nWrite the revised section", text, re.S)
-        if asked:
-            return reply("Revised as asked: " + " ".join(asked.group(1).split()))
+        if asked:  # the comment's last word tells one revision from the next, and echoes nothing
+            return reply(f"Revised as asked, citing {{{{F1}}}} on {re.findall(r'[a-z]+', asked.group(1).lower())[-1]}.")
         return super()._next_step(body)
 
 
@@ -58,14 +60,24 @@ def review_cmd(run: Path, *args: str) -> list[str]:
     return [sys.executable, "-m", "societas.cli", "review", str(run), *args]
 
 
+def without_prose_line(section: dict) -> dict:
+    """The Limitations' line on whose prose each section shows reports on the revised sections too, so it
+    changes with them; the rest of an untouched section must not."""
+    lines = [p for p in section["generated"].split("\n\n") if not p.startswith(PROSE_LINE)]
+    return {**section, "generated": "\n\n".join(lines)}
+
+
 def assert_revised_exactly(run: Path, old: int, new: int, keys: set[str]) -> None:
     before, after = sections(run, old), sections(run, new)
     assert set(before) == set(after)
     for key in before:
         if key in keys:
-            assert after[key]["body"].startswith("Revised as asked:") and after[key]["body"] != before[key]["body"]
+            assert after[key]["body"].startswith("Revised as asked, citing {{F1}} on "), key
+            assert after[key]["body"] != before[key]["body"], key
+            assert after[key]["prose_source"] == "model", key
         else:
-            assert json.dumps(after[key], sort_keys=True) == json.dumps(before[key], sort_keys=True), key
+            assert json.dumps(without_prose_line(after[key]), sort_keys=True) == \
+                json.dumps(without_prose_line(before[key]), sort_keys=True), key
 
 
 def assert_reviewed_version(run: Path, old: int, new: int) -> None:

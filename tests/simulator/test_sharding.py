@@ -118,7 +118,7 @@ def test_only_attributes_read_for_other_shards_rows_are_exchanged(pool):
     spec = spec_from(space={"kind": "network", "network": "erdos_renyi", "mean_degree": 4},
                      agent_types=[{"name": "a", "attributes": {"x": "uniform()", "y": 0}}],
                      rules=[{"name": "r1", "kind": "update", "set": {"y": "y + x"}},
-                            {"name": "r2", "kind": "update", "set": {"x": "0.5 * x + 0.5 * neighbor_mean(x) + 0.01 * y"}}],
+                            {"name": "r2", "kind": "update", "set": {"x": "0.5 * x + 0.5 * (neighbor_mean(x) if neighbor_count() > 0 else x) + 0.01 * y"}}],
                      metrics={"mean_x": "mean(x)"})
     compiled = compile_scenario(spec)
     assert [segment_writes(compiled, s) for s in plan_segments(compiled)] == [["x"]]
