@@ -16,7 +16,8 @@ from pydantic import ConfigDict, Field, create_model
 import prompts
 from llms.client import LLMClient
 from llms.errors import LLMError, one_line
-from researcher.planning import checked, claim_like, compose_statement, stated_direction
+from researcher.budget import RICH_CONTEXT, context_of
+from researcher.planning import GENERIC_CAUSE, checked, claim_like, compose_statement, stated_direction
 from researcher.retrieval import best_matches
 from researcher.schemas import Hypothesis, HypothesisTest, ResearchPlan
 from simulator import ScenarioSpec
@@ -35,8 +36,18 @@ def map_hypotheses(plan: ResearchPlan, spec: ScenarioSpec, llm: LLMClient | None
     """One test per hypothesis, by the LLM (enums of real names) or, when it fails, by text matching;
     each carries the statement the report shows for it."""
     tests = []
+    trusted = llm is not None and context_of(llm) >= RICH_CONTEXT
+    if llm is not None and not trusted:
+        fallbacks.append(f"the researcher model holds {context_of(llm):,} tokens, under {RICH_CONTEXT:,}: too small a "
+                         "model to map hypotheses (seen: it names a parameter for 'main driver'), so text matching "
+                         f"mapped them, each only at relevance {MAP_SIMILARITY} or above")
     for h in plan.hypotheses:
-        test = _llm_mapping(h, spec, llm, fallbacks) if llm is not None else None
+        if h.independent_variable == GENERIC_CAUSE:
+            tests.append(HypothesisTest(hypothesis_id=h.id, direction=h.direction, testable=False,
+                                        statement=h.statement, statement_source="code",
+                                        reason="the plan named no variable the topic is about"))
+            continue
+        test = _llm_mapping(h, spec, llm, fallbacks) if trusted else None
         tests.append(with_statement(test or text_mapping(h, spec), h, spec))
     return tests
 

@@ -50,12 +50,15 @@ def fallback_plan(topic: str) -> ResearchPlan:
     )
 
 
+GENERIC_CAUSE = "main driver"  # the generic hypothesis's cause: no scenario parameter is it
+
+
 def generic_hypothesis(subject: str) -> Hypothesis:
     """The honest hypothesis of a plan whose own ones were unusable: no scenario parameter matches it,
     so the design marks it untestable and runs an exploratory sweep."""
     subject = MARKUP.sub("", subject)[:100]
     return Hypothesis(id="H1", statement=f"The main driver named in the topic changes the outcome ({subject})",
-                      independent_variable="main driver", dependent_variable="collective outcome",
+                      independent_variable=GENERIC_CAUSE, dependent_variable="collective outcome",
                       direction="increase", statement_source="code")
 
 

@@ -166,8 +166,8 @@ def generated_markdown(key: str, ctx: WritingContext) -> str:
             return ""
         return "The figures: " + "; ".join(f"[Figure {fig.id}] ({fig.kind})" for fig in f.figures) + "."
     if key == "limitations":
-        items = [f"The researcher model was {ctx.models.get('researcher', 'unknown')}; it wrote prose only, "
-                 "every number comes from the simulation data.",
+        items = [f"The researcher model was {ctx.models.get('researcher', 'unknown')}; every number and every "
+                 "verdict comes from the simulation data, and the Prose line below says which sections show its text.",
                  agents_limitation(ctx.run_dir),
                  f"The results hold for the simulated scenario `{spec.name}` and its parameter range only.",
                  *ctx.notes, *f.notes]
@@ -177,7 +177,7 @@ def generated_markdown(key: str, ctx: WritingContext) -> str:
     if key == "reproducibility":
         return _bullets([
             f"Command: `{research_command(ctx)}`; run folder `{ctx.run_dir.name}` "
-            f"(`societas resume {ctx.run_dir.name}` continues an interrupted run)",
+            "(`societas resume` with the run folder's path continues an interrupted run)",
             "Scenario spec: `scenario.yaml`; design: `design.json`; data: `data/metrics.parquet`, `data/final.parquet`",
             f"Seeds: {', '.join(map(str, design.seeds))}",
             f"Configuration: `{json.dumps(ctx.config, sort_keys=True)}`",

@@ -326,3 +326,24 @@ def test_an_on_topic_plan_keeps_its_questions_and_hypotheses() -> None:
     out = normalise(plan, WEALTH_TOPIC)
     assert out.research_questions == plan.research_questions and out.summary == plan.summary
     assert [h.independent_variable for h in out.hypotheses] == ["initial wealth"]
+
+
+def test_a_small_model_does_not_map_hypotheses_and_the_generic_one_stays_untestable(monkeypatch) -> None:
+    """Seen with the embedded model: asked to map the generic hypothesis ('main driver' -> 'collective
+    outcome'), it named mean_wealth and gini, a test nobody stated. A small model's mapping is luck:
+    text matching maps (only above MAP_SIMILARITY), and the generic hypothesis is never mapped."""
+    from researcher.planning import generic_hypothesis
+
+    monkeypatch.setenv("SOCIETAS_LLM_CONTEXT", "4096")
+    plan = plan_of(hyp("Greater tolerance lowers polarization", "confidence bound tolerance", "polarization",
+                       "decrease"), generic_hypothesis("tolerance and opinions"))
+    plan = plan.model_copy(update={"hypotheses": [h.model_copy(update={"id": f"H{i + 1}"})
+                                                  for i, h in enumerate(plan.hypotheses)]})
+    with TinyServer(seed=0) as server:
+        design, _ = make_design(plan, client_for(server.url), allow_generate=False)
+        mapping_requests = [r for r in server.requests if "HypothesisMapping" in json.dumps(r.get("response_format", {}))]
+    assert mapping_requests == []
+    first, generic = design.tests
+    assert first.testable and first.parameter == "epsilon" and first.metric == "polarization"
+    assert not generic.testable and generic.parameter is None and "no variable" in generic.reason
+    assert "too small a model to map hypotheses" in (design.fallback_reason or "")
