@@ -74,15 +74,21 @@ def analyze(run_dir: Path, design: ExperimentDesign, plan: ResearchPlan) -> Find
     notes: list[str] = []
     runs_id = describe_runs(data, facts)
     tested = tested_metrics(design)
-    for metric in tested:
+    # With no hypothesis to test (a small model's plan often has none), the sweep still ran: every
+    # metric's movement with the swept parameter is reported as facts, without a verdict.
+    exploratory = [] if tested else list(dict.fromkeys(data.metrics["metric"]))
+    if exploratory:
+        notes.append(f"No hypothesis could be tested; the facts describe how each metric moves with "
+                     f"{design.swept_parameter} (an exploratory sweep).")
+    for metric in tested or exploratory:
         metric_facts(data, metric, facts, notes)
+    keys = [(_parameter(t, design), t.metric) for t in design.tests
+            if t.testable and t.metric and data.has_metric(t.metric)]
+    keys += [(design.swept_parameter, m) for m in exploratory if data.has_metric(m)]
     trends: dict[tuple[str, str], Trend] = {}
-    for test in design.tests:
-        if test.testable and test.metric and data.has_metric(test.metric):
-            key = (_parameter(test, design), test.metric)
-            if key not in trends:
-                trends[key] = measure_trend(data, *key, facts, notes)
-                trends[key].ids["runs"] = runs_id if trends[key].all_runs else None
+    for key in dict.fromkeys(keys):
+        trends[key] = measure_trend(data, *key, facts, notes)
+        trends[key].ids["runs"] = runs_id if trends[key].all_runs else None
     verdicts = [_verdict(h, _test_for(h, design), design, data, trends, facts) for h in plan.hypotheses]
     low_power = [v.hypothesis_id for v in verdicts if v.verdict == "inconclusive"
                  and _low_power(trends.get((v.parameter or "", v.metric or "")), _test_for_id(v.hypothesis_id, design))]

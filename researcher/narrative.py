@@ -116,7 +116,12 @@ def _narrative_parts(key: str, ctx: WritingContext) -> list[str]:
     if key == "design":
         return [*_design_sentences(ctx), "The scenario, its ODD protocol and its parameters follow."]
     if key == "results":
-        return [f"{v.hypothesis_id} is {v.verdict}. {_sentence(v.reason)}" for v in findings.verdicts]
+        parts = [f"{v.hypothesis_id} is {v.verdict}. {_sentence(v.reason)}" for v in findings.verdicts]
+        if all(v.verdict == "untestable" for v in findings.verdicts):
+            parts.append(f"No hypothesis could be tested in this scenario, so the facts below describe, as an "
+                         f"exploratory sweep, how each metric's final value moves with {ctx.design.swept_parameter}; "
+                         "they test no claim.")
+        return parts
     if key == "discussion":
         return [*(_effect_phrase(effects.get(v.hypothesis_id), v, findings) for v in findings.verdicts),
                 f"These results describe the simulated {spec.title} scenario; how far they carry to real "

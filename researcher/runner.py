@@ -90,8 +90,14 @@ def _execute(folder: RunFolder, state: dict | None, config: ResearchConfig, cons
     if state is None:
         snapshot = graph.get_state(cfg)
         if not snapshot.next:
-            console.print("this run is already complete")
             conn.close()
+            if folder.read_manifest().get("status") != "complete":
+                # Killed after the last checkpoint and before the manifest said so: the run is done,
+                # and only its manifest needs finishing (the LLM usage of that session is lost).
+                _finish_manifest(folder, snapshot.values, llms, 0.0)
+                console.print("the run had finished before it stopped; its manifest is now complete")
+            else:
+                console.print("this run is already complete")
             return folder
     llms = llms or open_llms(config, folder)
     view = ProgressView(console)
