@@ -107,9 +107,9 @@ def _narrative_parts(key: str, ctx: WritingContext) -> list[str]:
                 *(_effect_phrase(effects.get(v.hypothesis_id), v, findings) for v in findings.verdicts)]
     if key == "introduction":
         return [f"The study starts from the question: {_sentence(ctx.topic.strip()[:300])}",
-                f"It asks {_plural(len(plan.research_questions), 'research question')} and tests "
-                f"{_plural(len(plan.hypotheses), 'hypothesis', 'hypotheses')}, each a test "
-                "of how raising one parameter of the simulation moves one measured outcome."]
+                f"It asks {_plural(len(plan.research_questions), 'research question')} and states "
+                f"{_plural(len(plan.hypotheses), 'hypothesis', 'hypotheses')}, each about how raising one "
+                "parameter of the simulation moves one measured outcome; Results say which could be tested."]
     if key == "background":
         listed = " and on the theories and models listed below" if plan.theories or spec.references else ""
         return [f"The study builds on the {spec.title} scenario{listed}; Simulation design describes the scenario."]
