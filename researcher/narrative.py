@@ -10,14 +10,11 @@ never wrong. Numbers here are code-written (counts of the design) or fact placeh
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
 
 from reports.models import Verdict
 from reports.prose import Effect
 from researcher.analysis import Findings
-
-if TYPE_CHECKING:  # writing.py builds the context and imports this module
-    from researcher.writing import WritingContext
+from researcher.context import WritingContext
 
 # How analysis describes the facts a verdict rests on (researcher.effects._correlation, _add_turn).
 _P = "p-value of the Spearman"

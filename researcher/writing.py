@@ -16,22 +16,21 @@ import logging
 import platform
 import re
 import shlex
-from dataclasses import dataclass
 from pathlib import Path
 
 import prompts
 from llms.errors import LLMOutputInvalid
-from reports.citations import cited_references, load_bibliography
-from reports.models import FACT_RE, FIGURE_RE, SECTION_KEYS, SECTION_TITLES, Fact, Reference, Report, Section
+from reports.models import FACT_RE, FIGURE_RE, SECTION_KEYS, SECTION_TITLES, Fact, Report, Section
 from reports.prose import GateResult, all_sentences, gate
 from reports.versions import NO_TEX_NOTICE, Rendered, save_report
 from researcher.analysis import Findings
+from researcher.context import WritingContext, references
 from researcher.budget import RICH_CONTEXT, context_of, fits
 from researcher.narrative import computed_effects, key_terms, narrative
 from researcher.schemas import ExperimentDesign, Hypothesis, ResearchPlan
 from researcher.stage import emit
 from researcher.state import Deps, ResearchState
-from simulator import ScenarioSpec, describe_functions, load_spec
+from simulator import describe_functions, load_spec
 from societas.runs import TOPIC_FILE
 
 log = logging.getLogger(__name__)
@@ -65,31 +64,6 @@ SECTION_TASKS = {
     "conclusion": "State the conclusion in two or three sentences.",
     "reproducibility": "Say in one or two sentences that the study can be rerun exactly from its run folder.",
 }
-
-
-@dataclass
-class WritingContext:
-    """Everything a section needs, loaded once from the run folder."""
-
-    topic: str
-    plan: ResearchPlan
-    design: ExperimentDesign
-    spec: ScenarioSpec
-    findings: Findings
-    run_dir: Path
-    config: dict
-    notes: list[str]
-    models: dict
-
-    def allowed_numbers(self) -> list[str]:
-        """Numbers that may appear in prose although no fact holds them: years in references, and the
-        design's own counts and values (conditions, seeds, steps, agents, swept values), which code
-        wrote into `design.json` and the Simulation design section."""
-        cited = [r.year for r in references(self)]  # the gate lets prose cite these by author and year
-        years = re.findall(r"\b(1[89]\d\d|20\d\d)\b", " ".join([*self.spec.references, *self.plan.theories, *cited]))
-        d = self.design
-        design = [len(d.values), len(d.seeds), d.steps, d.population, *d.values, *d.fixed.values()]
-        return sorted(set(years) | {f"{v:g}" for v in design})
 
 
 def writing_context(state: ResearchState, deps: Deps) -> WritingContext:
@@ -447,13 +421,6 @@ def build_sections(llm, ctx: WritingContext) -> tuple[list[Section], list[str]]:
         sections.append(section)
         notes += n
     return with_prose_line(sections, model_writes(llm, ctx)), notes
-
-
-def references(ctx: WritingContext) -> list[Reference]:
-    """Bibliography entries (shipped, or the user's --bib) that the plan's theories or the scenario name,
-    and the scenario's own references: the two lists the Background shows."""
-    names = [*ctx.plan.theories, ctx.spec.name.replace("_", " "), ctx.spec.title]
-    return cited_references(names, ctx.spec.references, load_bibliography(ctx.config.get("bib")))
 
 
 def assemble_report(version: int, ctx: WritingContext, sections, notes) -> Report:

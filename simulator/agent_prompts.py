@@ -1,8 +1,8 @@
 """What an LLM agent is asked: its persona and observation, filled in for many agents at once.
 
 A persona or a decide rule's observation is a template whose `{name}` placeholders name an
-attribute, a `let` value of the rule, `{env.x}` or `{params.x}`; `check_templates` checks them
-when a scenario compiles. Numbers are rounded to the rule's `bucket` (per name: `buckets`), so
+attribute, a `let` value of the rule, `{env.x}` or `{params.x}`; `simulator.prompt_templates`
+checks them when a scenario compiles. Numbers are rounded to the rule's `bucket` (per name: `buckets`), so
 agents alike write the same prompt and can be answered once (archetypes). An agent's last few
 choices (`AgentMemory`) close its observation; `chat_messages` wraps the result in the
 `agent_decide` prompt.
@@ -10,50 +10,16 @@ choices (`AgentMemory`) close its observation; `chat_messages` wraps the result 
 
 from __future__ import annotations
 
-import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 import prompts
-from simulator.errors import SpecError
-
-if TYPE_CHECKING:  # hints only: `compile` checks templates with this module, and the engine imports `compile`
-    from simulator.compile import CompiledRule, CompiledScenario
-    from simulator.engine import Simulation
+from simulator.compile import CompiledRule
+from simulator.engine import Simulation
+from simulator.prompt_templates import PLACEHOLDER
 
 PROMPT = "agent_decide"
-
-_PLACEHOLDER = re.compile(r"\{([a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)?)\}")
-
-
-# --- templates --------------------------------------------------------------------------------
-
-def placeholders(template: str) -> list[str]:
-    """The `{name}` / `{env.x}` / `{params.x}` names in a persona or observation template."""
-    return _PLACEHOLDER.findall(template or "")
-
-
-def check_templates(compiled: CompiledScenario) -> None:
-    """Every placeholder of a persona or a decide rule's observation must name something that exists."""
-    spec = compiled.spec
-    attributes = set(compiled.attributes)
-    env = {"step", "n_agents", *spec.environment}
-    env |= {iv.target.split(".", 1)[1] for iv in spec.interventions if iv.target.startswith("env.")}
-    persona_ok = attributes | {f"env.{e}" for e in env} | {f"params.{p}" for p in spec.parameters}
-    for t in spec.agent_types:
-        _check_names(t.persona, persona_ok, spec.name, f"agent type {t.name!r}, persona")
-    for r in spec.rules:
-        if r.kind == "decide":
-            _check_names(r.observation, persona_ok | set(r.let), spec.name, f"rule {r.name!r} (decide), observation")
-
-
-def _check_names(template: str, known: set[str], scenario: str, where: str) -> None:
-    for name in placeholders(template):
-        if name not in known:
-            raise SpecError(f"unknown placeholder {{{name}}}", scenario=scenario, where=where,
-                            hint="use an attribute, a `let` name of the rule, {env.NAME} or {params.NAME}")
-
 
 # --- numbers as text --------------------------------------------------------------------------
 
@@ -127,7 +93,7 @@ class _Renderer:
 
     def fill(self, template: str) -> np.ndarray:
         """The template for every selected agent (an object array of strings)."""
-        parts = _PLACEHOLDER.split(template)  # literal, name, literal, name, ...
+        parts = PLACEHOLDER.split(template)  # literal, name, literal, name, ...
         out = np.full(len(self.pos), parts[0], dtype=object)
         for i in range(1, len(parts), 2):
             out = out + self.texts(parts[i]) + parts[i + 1]

@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from simulator.agent_prompts import check_templates
 from simulator.errors import SpecError
 from simulator.expr import Categorical, CompiledExpr, Names, SlotAllocator, compile_expr
+from simulator.prompt_templates import check_templates
 from simulator.spec import (
     DecideRule,
     InteractRule,
@@ -277,5 +277,5 @@ class _Compiler:
 def compile_scenario(spec: ScenarioSpec) -> CompiledScenario:
     """Compile every expression of a spec; raises `SpecError` naming the place of the first problem."""
     compiled = _Compiler(spec).run()
-    check_templates(compiled)  # persona and observation placeholders name things that exist
+    check_templates(spec, compiled.attributes)  # persona and observation placeholders name things that exist
     return compiled

@@ -1,6 +1,6 @@
 """The dependency direction of DESIGN.md §8, checked from the source: no import cycle among the
-project's modules (imports inside functions count: hiding a cycle in a function does not break
-it), and no package importing one it must not know about."""
+project's modules (imports inside functions and under `if TYPE_CHECKING:` count: hiding a cycle
+there does not break it), and no package importing one it must not know about."""
 
 from __future__ import annotations
 
@@ -52,16 +52,6 @@ def _lazy_exports(tree: ast.Module) -> dict[str, str]:
     return {}
 
 
-def _type_checking_only(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> bool:
-    """Imports under `if TYPE_CHECKING:` never run, so they make no cycle (Mesa's way of naming a
-    type from a module that imports this one)."""
-    while node in parents:
-        node = parents[node]
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-            return True
-    return False
-
-
 def import_graph() -> dict[str, set[str]]:
     sources = _sources()
     trees = {name: ast.parse(path.read_text(), str(path)) for name, path in sources.items()}
@@ -69,10 +59,9 @@ def import_graph() -> dict[str, set[str]]:
     graph: dict[str, set[str]] = {}
     for name, tree in trees.items():
         is_package = sources[name].name == "__init__.py"
-        parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
         edges: set[str] = set()
         for node in ast.walk(tree):
-            if not isinstance(node, ast.Import | ast.ImportFrom) or _type_checking_only(node, parents):
+            if not isinstance(node, ast.Import | ast.ImportFrom):
                 continue
             if isinstance(node, ast.Import):
                 targets = [alias.name for alias in node.names]
@@ -187,11 +176,11 @@ def test_researcher_reaches_the_simulator_only_through_its_facade():
     [
         ("import a.b\n", {"a.b"}),
         ("def f():\n    from a import b\n", {"a.b"}),
-        ("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from a import b\n", set()),
+        ("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from a import b\n", {"a.b"}),
     ],
 )
-def test_the_scan_sees_imports_inside_functions_and_skips_type_only_ones(tmp_path, monkeypatch, source, expected):
-    """The checker itself: a cycle hidden in a function is found; a type-only import is not one."""
+def test_the_scan_sees_imports_inside_functions_and_type_only_ones(tmp_path, monkeypatch, source, expected):
+    """The checker itself: a cycle hidden in a function or behind TYPE_CHECKING is found."""
     for package in ("a", "c"):
         (tmp_path / package).mkdir()
         (tmp_path / package / "__init__.py").write_text("")
